@@ -1,0 +1,128 @@
+"""Counting without weights: parameters, buffers, MACs and memory, per node and in total."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from netdsl.ir import Graph, Node
+from netdsl.layers.base import Shape
+
+FLOAT_BYTES = 4  # float32 parameters and activations
+COUNTER_BYTES = 8  # BatchNorm's num_batches_tracked is an int64 scalar
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a summary: a node, or a group rolled up at the chosen depth."""
+
+    name: str
+    type: str
+    output_shape: Shape
+    params: int
+    trainable: int
+    buffers: int
+    macs: int
+    depth: int
+    is_header: bool = False  # a group shown expanded: its children follow and carry the numbers
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes for one sample in float32, as torchinfo's footer estimates them."""
+
+    input_bytes: int
+    activation_bytes: int
+    param_bytes: int
+    buffer_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.input_bytes + self.activation_bytes + self.param_bytes + self.buffer_bytes
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything `summarize` prints: totals and per-node rows."""
+
+    name: str
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    trainable: int
+    buffers: int
+    macs: int
+    memory: Memory
+    rows: tuple[Row, ...]
+
+    @property
+    def frozen(self) -> int:
+        return self.params - self.trainable
+
+
+def node_row(node: Node, depth: int) -> Row:
+    params = node.param_count()
+    return Row(node.name, node.op, node.shape, params, 0 if node.frozen else params, node.buffer_count(), node.macs(), depth)
+
+
+def analyze(graph: Graph, depth: int | None = None) -> Report:
+    """Count a graph; rows roll nodes deeper than `depth` (None: no limit) up into their group."""
+    leaves = [node_row(n, n.name.count(".") + 1) for n in graph.nodes]
+    buffer_bytes = 0
+    for node in graph.nodes:
+        for path, shape in node.buffers():
+            buffer_bytes += COUNTER_BYTES if path.endswith("num_batches_tracked") else FLOAT_BYTES * math.prod(shape)
+    params = sum(r.params for r in leaves)
+    memory = Memory(
+        input_bytes=FLOAT_BYTES * math.prod(graph.input_shape),
+        activation_bytes=FLOAT_BYTES * sum(math.prod(n.shape) for n in graph.nodes),
+        param_bytes=FLOAT_BYTES * params,
+        buffer_bytes=buffer_bytes,
+    )
+    return Report(
+        name=graph.name,
+        input_shape=graph.input_shape,
+        output_shape=graph.output_shape,
+        params=params,
+        trainable=sum(r.trainable for r in leaves),
+        buffers=sum(r.buffers for r in leaves),
+        macs=sum(r.macs for r in leaves),
+        memory=memory,
+        rows=tuple(rollup(graph, leaves, depth)),
+    )
+
+
+def rollup(graph: Graph, leaves: list[Row], depth: int | None) -> list[Row]:
+    """Rows at a depth: nodes within it, groups at its edge summed, expanded groups as header rows."""
+    kinds = {g.path: g.kind for g in graph.groups}
+    out: list[Row] = []
+    shown: set[str] = set()
+    for row, node in zip(leaves, graph.nodes):
+        parts = row.name.split(".")
+        for k in range(1, len(parts)):
+            prefix = ".".join(parts[:k])
+            if prefix in shown or prefix not in kinds:
+                continue
+            if depth is not None and k >= depth:
+                break
+            shown.add(prefix)
+            out.append(Row(prefix, kinds[prefix], node.shape, 0, 0, 0, 0, k, is_header=True))
+        if depth is None or len(parts) <= depth:
+            out.append(row)
+            continue
+        prefix = ".".join(parts[:depth])
+        if out and out[-1].name == prefix and not out[-1].is_header:
+            last = out[-1]
+            out[-1] = Row(
+                prefix,
+                last.type,
+                row.output_shape,
+                last.params + row.params,
+                last.trainable + row.trainable,
+                last.buffers + row.buffers,
+                last.macs + row.macs,
+                depth,
+            )
+        else:
+            out.append(Row(prefix, kinds.get(prefix, "group"), row.output_shape, row.params, row.trainable, row.buffers, row.macs, depth))
+    return out

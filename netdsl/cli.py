@@ -1,0 +1,125 @@
+"""Command line: parse arguments, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from netdsl.errors import Diagnostic, Loc, SpecError, render_source_line
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from netdsl import __version__
+
+    parser = _Parser(prog="netdsl", description="Declarative network definitions: check shapes and count parameters before anything is built.")
+    parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def spec_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--input", metavar="CxHxW", help="override the spec's input shape, e.g. 3x64x64")
+        p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a spec parameter (repeatable)")
+        p.add_argument("--width", type=float, metavar="W", help="width multiplier (sets the 'width' parameter)")
+        p.add_argument("--depth-mult", type=float, metavar="D", help="depth multiplier (sets the 'depth' parameter)")
+
+    p = sub.add_parser("summarize", help="per-layer shapes, parameters and MACs; no weights allocated")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--depth", type=int, default=3, metavar="N", help="nesting depth of rows (default 3; 0 = all)")
+    spec_options(p)
+
+    p = sub.add_parser("check", help="validate specs: exit 0, or 2 with located errors")
+    p.add_argument("specs", nargs="+")
+    spec_options(p)
+
+    sub.add_parser("schema", help="print the spec JSON Schema (for editors, e.g. yaml-language-server)")
+    return parser
+
+
+def _load(path: str, args: argparse.Namespace) -> Any:
+    from netdsl.spec.load import load, parse_assignment
+
+    variables = dict(parse_assignment(a) for a in args.set)
+    if args.width is not None:
+        variables["width"] = args.width
+    if args.depth_mult is not None:
+        variables["depth"] = args.depth_mult
+    return load(path, input_shape=args.input, variables=variables)
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from netdsl.analysis import analyze
+    from netdsl.summary import render_json, render_table
+
+    if args.depth < 0:
+        raise SpecError([Diagnostic(Loc("--depth", 1, 1), f"--depth must be >= 0, got {args.depth}")])
+    graph = _load(args.spec, args)
+    report = analyze(graph, args.depth or None)
+    sys.stdout.write(render_json(report) if args.json else render_table(report))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from netdsl.analysis import analyze
+
+    failed = False
+    for path in args.specs:
+        try:
+            report = analyze(_load(path, args), 1)
+        except SpecError as exc:
+            _print_errors(exc)
+            failed = True
+            continue
+        print(f"{path}: ok ({report.params:,} params, {report.macs:,} MACs, output {'x'.join(map(str, report.output_shape))})")
+    return EXIT_USAGE if failed else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from netdsl.spec.schema import shipped_schema
+
+    print(json.dumps(shipped_schema(), indent=1, sort_keys=True))
+    return 0
+
+
+def _print_errors(exc: SpecError) -> None:
+    tty = sys.stderr.isatty()
+    sources: dict[str, str] = {}
+    for diag in exc.diagnostics:
+        print(diag, file=sys.stderr)
+        if tty:
+            if diag.loc.file not in sources:
+                try:
+                    with open(diag.loc.file, encoding="utf-8") as f:
+                        sources[diag.loc.file] = f.read()
+                except OSError:
+                    sources[diag.loc.file] = ""
+            excerpt = render_source_line(diag, sources[diag.loc.file])
+            if excerpt:
+                print(excerpt, file=sys.stderr)
+
+
+COMMANDS = {"summarize": cmd_summarize, "check": cmd_check, "schema": cmd_schema}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as exc:
+        _print_errors(exc)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `netdsl summarize x | head`
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

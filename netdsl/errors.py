@@ -1,0 +1,59 @@
+"""Located diagnostics: every user error is a value until the CLI prints it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Loc:
+    """A 1-based position in a spec file."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One user-facing problem: where, what, and optionally a note (e.g. a block's use site)."""
+
+    loc: Loc
+    message: str
+    note: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.loc}: {self.message}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+class SpecError(Exception):
+    """A spec is wrong; carries every diagnostic found, sorted by position."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics: list[Diagnostic] = sorted(set(diagnostics), key=lambda d: (d.loc, d.message))
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+class ShapeError(Exception):
+    """Raised by a layer's shape rule; the builder adds the location and the layer's name."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return "; did you mean 'x'?" for the closest choice, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def render_source_line(diag: Diagnostic, text: str) -> str:
+    """The offending source line with a caret under the column, as compilers print it."""
+    lines = text.splitlines()
+    if not 1 <= diag.loc.line <= len(lines):
+        return ""
+    line = lines[diag.loc.line - 1]
+    return f"  {line}\n  {' ' * (diag.loc.col - 1)}^"

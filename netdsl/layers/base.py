@@ -1,0 +1,250 @@
+"""The layer contract and its argument kinds: one definition feeds the schema, the checks and the backends."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from netdsl.errors import ShapeError
+
+Shape = tuple[int, ...]
+"""A per-sample shape; the batch dimension is symbolic and not stored."""
+
+Tensor = tuple[str, tuple[int, ...]]
+"""A parameter or buffer: its path relative to the layer, and its shape."""
+
+MAX_SIZE = 1 << 24  # sizes above this are certainly a typo
+
+
+@dataclass(frozen=True)
+class ArgKind:
+    """How an argument is written in a spec: its JSON Schema and its check after expressions are evaluated."""
+
+    name: str
+    schema: dict[str, Any]
+    check: Callable[[Any], Any]  # returns the normalized value or raises ValueError("what is allowed")
+    words: tuple[str, ...] | None = ()  # strings taken literally; any other string is an expression (None: all literal)
+
+
+def _int_check(lo: int, hi: int = MAX_SIZE) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            else:
+                raise ValueError(f"an integer {_range(lo, hi)}")
+        if not lo <= v <= hi:
+            raise ValueError(f"an integer {_range(lo, hi)}")
+        return v
+
+    return check
+
+
+def _range(lo: int, hi: int) -> str:
+    return f">= {lo}" if hi >= MAX_SIZE else f"from {lo} to {hi}"
+
+
+def _pair_check(lo: int) -> Callable[[Any], tuple[int, ...]]:
+    one = _int_check(lo)
+
+    def check(v: Any) -> tuple[int, ...]:
+        if isinstance(v, (list, tuple)):
+            try:
+                return tuple(one(x) for x in v)
+            except ValueError:
+                raise ValueError(f"an integer >= {lo} or a list of them") from None
+        try:
+            return (one(v),)
+        except ValueError:
+            raise ValueError(f"an integer >= {lo} or a list of them") from None
+
+    return check
+
+
+def _float_check(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], float]:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"a number in {'(' if lo_open else '['}{lo}, {hi}]")
+        if v < lo or v > hi or (lo_open and v == lo):
+            raise ValueError(f"a number in {'(' if lo_open else '['}{lo}, {hi}]")
+        return float(v)
+
+    return check
+
+
+def _bool_check(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("true or false")
+    return v
+
+
+def _padding_check(v: Any) -> str | tuple[int, ...]:
+    if v in ("same", "valid"):
+        return str(v)
+    try:
+        return _pair_check(0)(v)
+    except ValueError:
+        raise ValueError("an integer >= 0, a list of them, 'same' or 'valid'") from None
+
+
+_INT_OR_EXPR = {"type": "string", "description": "an expression, e.g. 'c * 4'"}
+
+
+def _num(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, _INT_OR_EXPR]}
+
+
+def int_kind(lo: int = 1, hi: int = MAX_SIZE) -> ArgKind:
+    return ArgKind(f"int>={lo}", _num({"type": "integer", "minimum": lo, "maximum": hi}), _int_check(lo, hi))
+
+
+def tuple_kind(lo: int = 1) -> ArgKind:
+    item = {"type": "integer", "minimum": lo, "maximum": MAX_SIZE}
+    schema = {"anyOf": [item, {"type": "array", "items": {"anyOf": [item, _INT_OR_EXPR]}, "minItems": 1, "maxItems": 3}, _INT_OR_EXPR]}
+    return ArgKind(f"size>={lo}", schema, _pair_check(lo))
+
+
+def float_kind(lo: float, hi: float, lo_open: bool = False) -> ArgKind:
+    bound = {"exclusiveMinimum": lo} if lo_open else {"minimum": lo}
+    return ArgKind("number", _num({"type": "number", **bound, "maximum": hi}), _float_check(lo, hi, lo_open))
+
+
+BOOL = ArgKind("bool", {"anyOf": [{"type": "boolean"}, _INT_OR_EXPR]}, _bool_check)
+PADDING = ArgKind(
+    "padding",
+    {
+        "anyOf": [
+            {"enum": ["same", "valid"]},
+            {"type": "integer", "minimum": 0, "maximum": MAX_SIZE},
+            {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 0}, _INT_OR_EXPR]}, "minItems": 1, "maxItems": 3},
+            _INT_OR_EXPR,
+        ]
+    },
+    _padding_check,
+    words=("same", "valid"),
+)
+
+
+def enum_kind(*choices: str) -> ArgKind:
+    def check(v: Any) -> str:
+        if v not in choices:
+            raise ValueError("one of " + ", ".join(repr(c) for c in choices))
+        return str(v)
+
+    return ArgKind("enum", {"enum": list(choices)}, check, words=None)
+
+
+def arg(kind: ArgKind, default: Any = dataclasses.MISSING, *, doc: str, alias: tuple[str, ...] = ()) -> Any:
+    """Declare a layer argument: its kind, default (absent = required), doc and short aliases."""
+    meta = {"kind": kind, "doc": doc, "alias": alias}
+    if isinstance(default, (list, dict)):
+        raise TypeError("mutable default")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """An argument as the schema and the checker see it."""
+
+    name: str
+    kind: ArgKind
+    doc: str
+    alias: tuple[str, ...]
+    required: bool
+    default: Any
+
+
+class Layer:
+    """Base of every layer type: its arguments are dataclass fields, its rules are methods.
+
+    Subclasses are frozen dataclasses registered with @register. Shapes are per sample.
+    """
+
+    type_name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    doc: ClassVar[str] = ""
+    primary: ClassVar[str | None] = None  # the argument a bare value sets: `- linear: 10`
+    arity: ClassVar[int] = 1  # number of inputs; 0 means "two or more"
+    has_weights: ClassVar[bool] = False  # accepts `init`
+    examples: ClassVar[tuple[dict[str, Any], ...]] = ()
+    example_input: ClassVar[Shape] = (4, 16, 16)
+
+    @classmethod
+    def args(cls) -> list[ArgSpec]:
+        out = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            required = f.default is dataclasses.MISSING
+            out.append(ArgSpec(f.name, f.metadata["kind"], f.metadata["doc"], f.metadata["alias"], required, None if required else f.default))
+        return out
+
+    def infer(self, inputs: tuple[Shape, ...]) -> Shape:
+        """Output shape from input shapes (raises ShapeError)."""
+        return self.output_shape(inputs[0])
+
+    def output_shape(self, x: Shape) -> Shape:
+        return x
+
+    def params(self, inputs: tuple[Shape, ...]) -> list[Tensor]:
+        """Trainable tensors as (path, shape), named as the PyTorch module names them."""
+        return []
+
+    def buffers(self, inputs: tuple[Shape, ...]) -> list[Tensor]:
+        """Non-trainable state as (path, shape), e.g. BatchNorm running statistics."""
+        return []
+
+    def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
+        """Multiply-accumulates per sample, counted as torchvision counts them (conv and linear only)."""
+        return 0
+
+    def describe(self) -> str:
+        """Short argument summary for tables, e.g. '64, k=3, s=1, p=1'."""
+        parts = []
+        for spec in self.args():
+            value = getattr(self, spec.name)
+            if spec.required:
+                parts.append(_fmt(value))
+            elif value != spec.default:
+                parts.append(f"{spec.alias[0] if spec.alias else spec.name}={_fmt(value)}")
+        return ", ".join(parts)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value) if len(set(value)) > 1 else str(value[0])
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def expect_rank(x: Shape, ranks: tuple[int, ...], what: str) -> None:
+    """Raise ShapeError unless the per-sample shape has one of the given ranks."""
+    if len(x) not in ranks:
+        names = {1: "features", 2: "C x L", 3: "C x H x W"}
+        allowed = " or ".join(names.get(r, f"rank {r}") for r in ranks)
+        raise ShapeError(f"{what} needs a {allowed} input, got {fmt_shape(x)}")
+
+
+def fmt_shape(x: Shape) -> str:
+    return "x".join(str(d) for d in x) if x else "scalar"
+
+
+def spatial(value: tuple[int, ...], n: int, what: str) -> tuple[int, ...]:
+    """Broadcast a 1-element size to n spatial dims; reject a wrong count."""
+    if len(value) == 1:
+        return value * n
+    if len(value) != n:
+        raise ShapeError(f"{what} has {len(value)} values but the input has {n} spatial dims")
+    return value
+
+
+def window_out(n: int, k: int, s: int, p: int, d: int = 1, ceil: bool = False) -> int:
+    """floor((N - F_eff + 2P)/S) + 1 with F_eff = D(F - 1) + 1 (ceil with ceil_mode, as PyTorch)."""
+    eff = d * (k - 1) + 1
+    span = n + 2 * p - eff
+    if ceil:
+        out = -(-span // s) + 1
+        if (out - 1) * s >= n + p:  # PyTorch: the last window must start inside the input or left padding
+            out -= 1
+        return out
+    return span // s + 1

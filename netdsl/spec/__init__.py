@@ -1,0 +1,1 @@
+"""Spec front end: text to raw tree (with positions) to checked IR."""

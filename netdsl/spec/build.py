@@ -1,0 +1,449 @@
+"""Expand a validated spec tree (groups, repeats, blocks, references) into the IR, inferring every shape on the way.
+
+Shapes are inferred as nodes are created because expansion may depend on them (`in_channels` in a block).
+Problems are collected as diagnostics; a node whose input shape is unknown (an upstream error) is skipped quietly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from netdsl.errors import Diagnostic, Loc, ShapeError, did_you_mean
+from netdsl.ir import INPUT, Graph, Group, Node
+from netdsl.layers import LAYERS, canonical
+from netdsl.layers.base import ArgKind, Layer, Shape, fmt_shape
+from netdsl.spec.expr import ExprError, evaluate, interpolate
+from netdsl.spec.schema import COMMON
+from netdsl.spec.yaml_tree import YList, YMap
+
+REQUIRED = object()
+STRUCTURAL = ("group", "repeat")
+_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+MAX_BLOCK_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    """A user block: parameters with defaults (REQUIRED where none) and its layer list."""
+
+    name: str
+    params: dict[str, Any]
+    layers: YList
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A layer item about to be built, with the variables in force and a name forced by a repeat."""
+
+    item: Any
+    loc: Loc
+    env: dict[str, Any]
+    forced_name: str | None = None
+
+
+@dataclass
+class Frame:
+    """One list being built: its module-path prefix, input, names defined so far, and lexical parent."""
+
+    prefix: str
+    input_ref: str | None
+    parent: Frame | None
+    frozen: bool
+    scope: dict[str, str | None] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    locs: dict[str, Loc] = field(default_factory=dict)
+    later: dict[str, Loc] = field(default_factory=dict)
+
+
+class Builder:
+    """Turns layer lists into nodes. Use build_graph()."""
+
+    def __init__(self, file: str, blocks: dict[str, BlockDef], variables: dict[str, Any]):
+        self.file = file
+        self.blocks = blocks
+        self.variables = variables
+        self.nodes: list[Node] = []
+        self.shapes: dict[str, Shape] = {}
+        self.outputs: dict[str, str | None] = {}  # every named item's full path -> its output ref
+        self.groups: list[Group] = []
+        self.diagnostics: list[Diagnostic] = []
+        self.trace: list[str] = []
+
+    # -- diagnostics --------------------------------------------------------------------------
+    def error(self, loc: Loc, message: str) -> None:
+        if any(d.loc == loc and d.message == message for d in self.diagnostics):
+            return  # the same definition error in every instance of a block: report it once
+        self.diagnostics.append(Diagnostic(loc, message, "; ".join(reversed(self.trace))))
+
+    # -- lists ----------------------------------------------------------------------------------
+    def entries(self, items: YList, env: dict[str, Any]) -> list[Entry]:
+        return [Entry(item, loc, env) for item, loc in zip(items, items.item_locs)]
+
+    def build_list(self, entries: list[Entry], frame: Frame, cur: str | None, index: int = 0) -> tuple[str | None, int]:
+        """Build entries in order; returns the last output ref and the next auto-name index."""
+        for entry in entries:
+            name = _literal_name(entry.item)
+            if name and name not in frame.scope:
+                frame.later.setdefault(name, entry.loc)
+        for entry in entries:
+            cur, index = self.build_item(entry, frame, cur, index)
+        return cur, index
+
+    def build_item(self, entry: Entry, frame: Frame, cur: str | None, index: int) -> tuple[str | None, int]:
+        word, args = _split(entry.item)
+        opts = args if isinstance(args, YMap) else YMap()
+        env, loc = entry.env, entry.loc
+        srcs = self.sources(opts, frame, cur, env, loc, word)
+        if "when" in opts and not self.value(opts["when"], env, _vloc(opts, "when", loc), None):
+            explicit = self.name_of(opts, env, loc)
+            if explicit:  # a skipped layer stands for its input, so `from: downsample` still works
+                frame.scope[explicit] = srcs[0] if srcs else None
+                frame.later.pop(explicit, None)
+            return cur, index
+        if word == "repeat" and "name" not in opts:
+            return self.build_repeat(opts, loc, env, frame, srcs, index, splice=True)
+        name = entry.forced_name or self.name_of(opts, env, loc) or str(index)
+        index += 1
+        if name in frame.scope:
+            first = frame.locs.get(name)
+            self.error(loc, f"duplicate name '{name}'" + (f" (first at line {first.line})" if first else ""))
+        path = frame.prefix + name
+        frozen = opts.get("frozen", frame.frozen)
+        if srcs is None:
+            out: str | None = None
+        elif word == "group":
+            out = self.build_group(opts["layers"], path, loc, env, frame, srcs, frozen, "group")
+        elif word == "repeat":
+            sub = Frame(path + ".", self.single(srcs, word, name, loc), frame, frozen)
+            self.groups.append(Group(path, "repeat", loc))
+            out, _ = self.build_repeat(opts, loc, env, sub, [sub.input_ref], 0, splice=False)
+        elif word in self.blocks:
+            out = self.instantiate(self.blocks[word], opts, loc, env, frame, srcs, path, frozen)
+        elif canonical(word):
+            out = self.add_layer(word, args, loc, env, srcs, path, frozen)
+        else:
+            choices = [*LAYERS, *self.blocks, *STRUCTURAL]
+            self.error(loc, f"unknown layer type '{word}'{did_you_mean(word, choices)} (see `netdsl schema`, or define a block named '{word}')")
+            out = None
+        frame.scope[name], frame.paths[name], frame.locs[name] = out, path, loc
+        frame.later.pop(name, None)
+        self.outputs[path] = out
+        return out, index
+
+    def build_group(
+        self, items: YList, path: str, loc: Loc, env: dict[str, Any], frame: Frame | None, srcs: list[str | None], frozen: bool, kind: str
+    ) -> str | None:
+        self.groups.append(Group(path, kind, loc))
+        src = self.single(srcs, kind, path.rsplit(".", 1)[-1], loc)
+        sub = Frame(path + ".", src, frame, frozen)
+        return self.build_list(self.entries(items, env), sub, src)[0]
+
+    def build_repeat(
+        self, opts: YMap, loc: Loc, env: dict[str, Any], frame: Frame, srcs: list[str | None] | None, index: int, splice: bool
+    ) -> tuple[str | None, int]:
+        n = self.value(opts["n"], env, _vloc(opts, "n", loc), None)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            self.error(_vloc(opts, "n", loc), f"repeat: 'n' must be an integer >= 1; got {n!r}")
+            return None, index
+        body: YList = opts["layers"]
+        var = opts.get("var", "i")
+        cur = self.single(srcs, "repeat", "", loc) if srcs is not None else None
+        entries = []
+        for i in range(n):
+            scope = {**env, var: i, "first": i == 0, "last": i == n - 1}
+            if splice and "each" not in opts:  # an unnamed repeat splices its items into the enclosing list
+                entries.extend(Entry(item, item_loc, scope) for item, item_loc in zip(body, body.item_locs))
+                continue
+            if "each" in opts:
+                it_name = self.name_text(opts["each"], scope, _vloc(opts, "each", loc))
+            else:
+                it_name = str(i)
+            if len(body) == 1 and not _has_name(body[0]):
+                entries.append(Entry(body[0], body.item_locs[0], scope, it_name))
+            else:
+                entries.append(Entry(_group_of(body, loc), loc, scope, it_name))
+        for entry in entries:
+            cur, index = self.build_item(entry, frame, cur, index)
+        return cur, index
+
+    # -- blocks ---------------------------------------------------------------------------------
+    def instantiate(
+        self, block: BlockDef, opts: YMap, loc: Loc, env: dict[str, Any], frame: Frame, srcs: list[str | None], path: str, frozen: bool
+    ) -> str | None:
+        if len(self.trace) >= MAX_BLOCK_DEPTH:
+            self.error(loc, f"block '{block.name}' nests more than {MAX_BLOCK_DEPTH} deep (does it use itself?)")
+            return None
+        where = f"defined at {block.loc}"
+        values: dict[str, Any] = {}
+        ok = True
+        for key, raw in opts.items():
+            if key in COMMON:
+                continue
+            if key not in block.params:
+                options = ", ".join(block.params) or "none"
+                self.error(
+                    opts.key_locs[key], f"block '{block.name}' has no parameter '{key}'{did_you_mean(key, block.params)} (parameters: {options}; {where})"
+                )
+                ok = False
+                continue
+            literal = isinstance(block.params[key], str)
+            values[key] = self.value(raw, env, _vloc(opts, key, loc), None, literal_strings=literal)
+        for key, default in block.params.items():
+            if key not in values and key not in opts:
+                if default is REQUIRED:
+                    self.error(loc, f"block '{block.name}' needs parameter '{key}' ({where})")
+                    ok = False
+                else:
+                    values[key] = default
+        src = self.single(srcs, block.name, path.rsplit(".", 1)[-1], loc)
+        if not ok or src is None or any(v is _FAILED for v in values.values()):
+            return None
+        in_shape = self.shapes[src]
+        scope = {**self.variables, **values, "in_channels": in_shape[0], "in_shape": in_shape}
+        self.groups.append(Group(path, block.name, loc))
+        self.trace.append(f"in block '{block.name}' used at {loc}")
+        try:
+            sub = Frame(path + ".", src, None, frozen)
+            return self.build_list(self.entries(block.layers, scope), sub, src)[0]
+        finally:
+            self.trace.pop()
+
+    # -- layers ---------------------------------------------------------------------------------
+    def add_layer(self, word: str, args: Any, loc: Loc, env: dict[str, Any], srcs: list[str | None], path: str, frozen: bool) -> str | None:
+        cls = LAYERS[canonical(word) or word]
+        label = f"{word} '{path}'"
+        layer = self.make_layer(cls, word, args, loc, env, label)
+        if layer is None or any(s is None for s in srcs):
+            return None
+        if cls.arity == 1 and len(srcs) != 1:
+            self.error(loc, f"{label}: takes one input; got from: [{', '.join(str(s) for s in srcs)}]")
+            return None
+        if cls.arity == 0 and len(srcs) < 2:
+            self.error(loc, f"{label}: needs two or more inputs, e.g. from: [input, {path.rsplit('.', 1)[-1]}_branch]")
+            return None
+        refs = tuple(s for s in srcs if s is not None)
+        in_shapes = tuple(self.shapes[s] for s in refs)
+        try:
+            shape = layer.infer(in_shapes)
+        except ShapeError as exc:
+            message = str(exc)
+            if cls.arity == 0:
+                message = message.format(**{f"in{i}": f"'{_short(r)}'" for i, r in enumerate(refs)})
+            got = ", ".join(fmt_shape(s) for s in in_shapes)
+            self.error(loc, f"{label}: {message}" + ("" if "input" in message else f" (input {got})"))
+            return None
+        init = _plain(args.get("init")) if isinstance(args, YMap) else None
+        self.nodes.append(Node(path, cls.type_name, layer, refs, in_shapes, shape, loc, bool(frozen), init))
+        self.shapes[path] = shape
+        return path
+
+    def make_layer(self, cls: type[Layer], word: str, args: Any, loc: Loc, env: dict[str, Any], label: str) -> Layer | None:
+        specs = {s.name: s for s in cls.args()}
+        alias_of = {a: s.name for s in specs.values() for a in s.alias}
+        values: dict[str, Any] = {}
+        raw_items: list[tuple[str, Any]] = list(args.items()) if isinstance(args, YMap) else []
+        if cls.primary and args is not None and not isinstance(args, YMap):
+            raw_items = [(cls.primary, args)]
+        ok = True
+        for key, raw in raw_items:
+            if key in COMMON or key == "init":
+                continue
+            name = alias_of.get(key, key)
+            vloc = _vloc(args, key, loc) if isinstance(args, YMap) else loc
+            if name in values:
+                self.error(vloc, f"{label}: '{key}' repeats '{name}'; give it once")
+                ok = False
+                continue
+            spec = specs[name]
+            value = self.value(raw, env, vloc, spec.kind)
+            if value is _FAILED:
+                ok = False
+                continue
+            try:
+                values[name] = spec.kind.check(value)
+            except ValueError as exc:
+                self.error(vloc, f"{label}: '{key}' must be {exc}; got {value!r}")
+                ok = False
+        for spec in specs.values():
+            if spec.name not in values and not spec.required and spec.default is not None:
+                values[spec.name] = spec.kind.check(spec.default)  # normalize defaults as given values are
+        missing = [s.name for s in specs.values() if s.required and s.name not in values]
+        if ok and missing:
+            self.error(loc, f"{label}: missing required option '{missing[0]}'")
+        return cls(**values) if ok and not missing else None
+
+    # -- values and names -----------------------------------------------------------------------
+    def value(self, raw: Any, env: dict[str, Any], loc: Loc, kind: ArgKind | None, literal_strings: bool = False) -> Any:
+        """A spec value with its expressions evaluated; _FAILED after reporting an error."""
+        if isinstance(raw, list):
+            items = [self.value(x, env, loc, kind) for x in raw]
+            return _FAILED if _FAILED in items else items
+        if not isinstance(raw, str):
+            return _plain(raw)
+        words = kind.words if kind else ()
+        if raw.startswith("="):
+            text = raw[1:]
+        elif literal_strings or words is None or raw in words:
+            return raw
+        else:
+            text = raw
+        try:
+            return evaluate(text, env)
+        except ExprError as exc:
+            self.error(loc, str(exc))
+            return _FAILED
+
+    def name_text(self, raw: Any, env: dict[str, Any], loc: Loc) -> str:
+        try:
+            text = interpolate(str(raw), env)
+        except ExprError as exc:
+            self.error(loc, str(exc))
+            return "?"
+        if not _NAME.match(text) or text == INPUT:
+            why = "'input' is reserved for the input" if text == INPUT else "names use letters, digits and _ only"
+            self.error(loc, f"bad name '{text}': {why}")
+        return text
+
+    def name_of(self, opts: YMap, env: dict[str, Any], loc: Loc) -> str | None:
+        return self.name_text(opts["name"], env, _vloc(opts, "name", loc)) if "name" in opts else None
+
+    def sources(self, opts: YMap, frame: Frame, cur: str | None, env: dict[str, Any], loc: Loc, word: str) -> list[str | None] | None:
+        """The refs an item reads: its `from` names resolved, or the previous output. None if unresolvable."""
+        if "from" not in opts:
+            return [cur]
+        raw = opts["from"]
+        names = [raw] if isinstance(raw, str) else list(raw)
+        where = _vloc(opts, "from", loc)
+        out: list[str | None] = []
+        for ref in names:
+            resolved = self.resolve(self.ref_text(ref, env, where), frame, where)
+            if resolved is _UNRESOLVED:
+                return None
+            out.append(resolved)  # type: ignore[arg-type]
+        return out
+
+    def ref_text(self, raw: str, env: dict[str, Any], loc: Loc) -> str:
+        try:
+            return interpolate(raw, env)
+        except ExprError as exc:
+            self.error(loc, str(exc))
+            return raw
+
+    def resolve(self, ref: str, frame: Frame, loc: Loc) -> str | object | None:
+        head, _, rest = ref.partition(".")
+        f: Frame | None = frame
+        while f is not None:
+            if head == INPUT and not rest:
+                return f.input_ref
+            if head in f.scope:
+                if not rest:
+                    return f.scope[head]
+                full = f"{f.paths.get(head, head)}.{rest}"
+                if full in self.outputs:
+                    return self.outputs[full]
+                self.error(loc, f"'{ref}': '{head}' has no member '{rest}'")
+                return _UNRESOLVED
+            if head in f.later:
+                later = f.later[head]
+                self.error(loc, f"'{ref}' is defined later (line {later.line}); 'from' must name an earlier layer, so the graph has no cycles")
+                return _UNRESOLVED
+            f = f.parent
+        known = sorted(_visible(frame))
+        self.error(loc, f"unknown layer '{ref}' in 'from'{did_you_mean(ref, known)} (known here: {', '.join(known[-12:])})")
+        return _UNRESOLVED
+
+    def single(self, srcs: list[str | None] | None, what: str, name: str, loc: Loc) -> str | None:
+        if not srcs:
+            return None
+        if len(srcs) != 1:
+            self.error(loc, f"{what} '{name}' takes one input; use a merge layer (add, concat, mul) to combine several")
+            return None
+        return srcs[0]
+
+
+_FAILED = object()
+_UNRESOLVED = object()
+
+
+def _visible(frame: Frame) -> set[str]:
+    names: set[str] = {INPUT}
+    f: Frame | None = frame
+    while f is not None:
+        names |= {n for n, ref in f.scope.items()}
+        f = f.parent
+    return names
+
+
+def _split(item: Any) -> tuple[str, Any]:
+    if isinstance(item, str):
+        return item, None
+    word = next(iter(item))
+    return word, item[word]
+
+
+def _literal_name(item: Any) -> str | None:
+    if isinstance(item, YMap) and len(item) == 1:
+        args = next(iter(item.values()))
+        if isinstance(args, YMap) and isinstance(args.get("name"), str) and "{" not in args["name"]:
+            return str(args["name"])
+    return None
+
+
+def _has_name(item: Any) -> bool:
+    return isinstance(item, YMap) and len(item) == 1 and isinstance(next(iter(item.values())), YMap) and "name" in next(iter(item.values()))
+
+
+def _group_of(body: YList, loc: Loc) -> YMap:
+    inner = YMap(layers=body)
+    inner.loc, inner.key_locs, inner.value_locs = loc, {"layers": loc}, {"layers": body.loc}
+    outer = YMap(group=inner)
+    outer.loc, outer.key_locs, outer.value_locs = loc, {"group": loc}, {"group": loc}
+    return outer
+
+
+def _vloc(opts: Any, key: str, default: Loc) -> Loc:
+    return opts.value_locs.get(key, default) if isinstance(opts, YMap) else default
+
+
+def _short(ref: str) -> str:
+    return ref
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, Any], blocks: dict[str, BlockDef]) -> tuple[Graph | None, list[Diagnostic]]:
+    """Expand the top-level layer list into a Graph; returns it (None if any error) and the diagnostics."""
+    builder = Builder(file, blocks, variables)
+    builder.shapes[INPUT] = input_shape
+    layers: YList = tree["layers"]
+    root = Frame("", INPUT, None, False)
+    out, _ = builder.build_list(builder.entries(layers, dict(variables)), root, INPUT)
+    if builder.diagnostics or out is None:
+        return None, builder.diagnostics
+    graph = Graph(str(tree["name"]), input_shape, tuple(builder.nodes), out, tuple(builder.groups), file, dict(variables))
+    return graph, []
+
+
+def block_defs(tree: YMap, sources: Iterable[tuple[str, YMap]] = ()) -> tuple[dict[str, BlockDef], list[Diagnostic]]:
+    """Collect block definitions from the spec (and imported libraries), refusing clashes with layer types."""
+    out: dict[str, BlockDef] = {}
+    diags: list[Diagnostic] = []
+    for _, blocks in [*sources, ("", tree.get("blocks", YMap()))]:
+        for name, body in blocks.items():
+            loc = blocks.key_locs[name]
+            if canonical(name) or name in STRUCTURAL:
+                diags.append(Diagnostic(loc, f"block name '{name}' is a built-in layer type; choose another name"))
+                continue
+            params = {k: (REQUIRED if v is None else _plain(v)) for k, v in body.get("params", {}).items()}
+            out[name] = BlockDef(name, params, body["layers"], loc)
+    return out, diags

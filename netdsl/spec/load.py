@@ -1,0 +1,108 @@
+"""The front-end pipeline: spec text -> raw tree -> schema check -> expansion -> checked IR Graph."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
+from netdsl.ir import Graph
+from netdsl.layers.base import MAX_SIZE, Shape
+from netdsl.spec.build import block_defs, build_graph
+from netdsl.spec.validate import validate_tree
+from netdsl.spec.yaml_tree import YMap, load_yaml
+
+DEFAULT_VARIABLES = {"width": 1.0, "depth": 1.0}
+
+
+def parse_shape(text: Any) -> Shape | None:
+    """'3x224x224', [3, 224, 224] or 784 -> a per-sample shape; None if malformed."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return (text,) if 1 <= text <= MAX_SIZE else None
+    if isinstance(text, str):
+        if not re.fullmatch(r"\d+(x\d+){0,2}", text.strip()):
+            return None
+        dims = tuple(int(d) for d in text.strip().split("x"))
+    elif isinstance(text, (list, tuple)) and all(isinstance(d, int) and not isinstance(d, bool) for d in text):
+        dims = tuple(text)
+    else:
+        return None
+    return dims if 1 <= len(dims) <= 3 and all(1 <= d <= MAX_SIZE for d in dims) else None
+
+
+def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(text, display name) of a spec file; unreadable files become a located SpecError."""
+    name = str(path)
+    try:
+        return Path(path).read_text(encoding="utf-8"), name
+    except FileNotFoundError:
+        raise SpecError([Diagnostic(Loc(name, 1, 1), "no such file")]) from None
+    except IsADirectoryError:
+        raise SpecError([Diagnostic(Loc(name, 1, 1), "is a directory, not a spec file")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Diagnostic(Loc(name, 1, 1), f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    except OSError as exc:
+        raise SpecError([Diagnostic(Loc(name, 1, 1), f"cannot read: {exc.strerror}")]) from None
+
+
+def load_text(
+    text: str,
+    file: str = "<spec>",
+    *,
+    input_shape: str | Shape | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> Graph:
+    """Parse, check and expand spec text into a Graph; raise SpecError with every problem found."""
+    tree = load_yaml(text, file)
+    problems = validate_tree(tree, file)
+    if problems:
+        raise SpecError(problems)
+    assert isinstance(tree, YMap)
+    problems = []
+    shape = parse_shape(tree["input"])
+    if input_shape is not None:
+        shape = parse_shape(input_shape)
+        if shape is None:
+            problems.append(Diagnostic(Loc("--input", 1, 1), f"bad input shape '{input_shape}'; write C x H x W like 3x224x224, C x L, or a feature count"))
+    elif shape is None:
+        problems.append(Diagnostic(tree.value_locs["input"], f"bad input shape {tree['input']!r}; write [C, H, W], 'CxHxW', [C, L] or a feature count"))
+    scope = dict(DEFAULT_VARIABLES)
+    scope.update(tree.get("params", {}))
+    for key, value in (variables or {}).items():
+        if key not in scope:
+            known = ", ".join(scope)
+            problems.append(Diagnostic(Loc("--set", 1, 1), f"the spec has no parameter '{key}'{did_you_mean(key, scope)} (parameters: {known})"))
+        scope[key] = value
+    blocks, block_problems = block_defs(tree)
+    problems += block_problems
+    if problems or shape is None:
+        raise SpecError(problems)
+    graph, problems = build_graph(tree, file, shape, scope, blocks)
+    if problems or graph is None:
+        raise SpecError(problems)
+    return graph
+
+
+def load(path: str | os.PathLike[str], **options: Any) -> Graph:
+    """Load a spec file into a checked Graph (see load_text for options)."""
+    text, name = read_spec(path)
+    return load_text(text, name, **options)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """'key=value' from the command line; the value is read as a YAML scalar (0.5, true, relu)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError([Diagnostic(Loc("--set", 1, 1), f"expected KEY=VALUE, got '{text}'")])
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value

@@ -1,0 +1,140 @@
+"""The spec's JSON Schema (Draft 2020-12): generated from the layer registry, shipped as package data."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from netdsl.layers import LAYERS, Layer
+from netdsl.layers.base import MAX_SIZE
+
+FORMAT_VERSION = 1
+SCHEMA_ID = "urn:netdsl:spec:1"
+
+NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^.\s]+$", "description": "module name; {expr} interpolates"}
+REFS = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}]}
+EXPR = {"type": "string", "description": "an expression"}
+COMMON: dict[str, dict[str, Any]] = {
+    "name": NAME | {"description": "module name (the path in the compiled model); default: position in its list"},
+    "from": REFS | {"description": "input(s) by name; default: the previous layer"},
+    "frozen": {"type": "boolean", "description": "exclude the parameters from training"},
+    "when": {"anyOf": [{"type": "boolean"}, EXPR], "description": "include only if true; a skipped layer passes its input through"},
+}
+INIT = {
+    "description": "weight initialization (used by the PyTorch backend)",
+    "anyOf": [{"type": "string", "minLength": 1}, {"type": "object"}],
+}
+STRUCTURAL = ("group", "repeat")
+
+
+def layer_schema(cls: type[Layer]) -> dict[str, Any]:
+    """Schema of one layer type's value: its options mapping, a bare primary value, or nothing."""
+    props: dict[str, Any] = {}
+    required = []
+    for spec in cls.args():
+        props[spec.name] = {**spec.kind.schema, "description": spec.doc}
+        for alias in spec.alias:
+            props[alias] = {**spec.kind.schema, "description": f"alias of '{spec.name}'"}
+        if spec.required:
+            names = [spec.name, *spec.alias]
+            required.append({"anyOf": [{"required": [n]} for n in names]} if spec.alias else {"required": names})
+    if cls.has_weights:
+        props["init"] = INIT
+    props.update(COMMON)
+    options: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        options["allOf"] = required
+    branches: list[dict[str, Any]] = [options]
+    if cls.primary:
+        primary = next(s for s in cls.args() if s.name == cls.primary)
+        branches.insert(0, primary.kind.schema)
+    if not required:
+        branches.append({"type": "null"})
+    return {"description": cls.doc, "anyOf": branches}
+
+
+def build_schema() -> dict[str, Any]:
+    """The whole spec schema; `netdsl schema` prints it and editors use it."""
+    layer_props: dict[str, Any] = {}
+    defs: dict[str, Any] = {}
+    for name, cls in sorted(LAYERS.items()):
+        defs[f"layer.{name}"] = layer_schema(cls)
+        for word in (name, *cls.aliases):
+            layer_props[word] = {"$ref": f"#/$defs/layer.{name}"}
+    list_ref = {"$ref": "#/$defs/layers"}
+    layer_props["group"] = {
+        "description": "a named sub-list of layers (a submodule)",
+        "type": "object",
+        "properties": {**COMMON, "layers": list_ref},
+        "required": ["layers"],
+        "additionalProperties": False,
+    }
+    layer_props["repeat"] = {
+        "description": "the layers repeated n times; i is the iteration index",
+        "type": "object",
+        "properties": {
+            **COMMON,
+            "n": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 100_000}, EXPR], "description": "number of repetitions"},
+            "each": NAME | {"description": "name of each repetition, e.g. 'denselayer{i+1}'; default: its position"},
+            "var": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "description": "name of the index variable (default i)"},
+            "layers": list_ref,
+        },
+        "required": ["n", "layers"],
+        "additionalProperties": False,
+    }
+    defs["layers"] = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"}}
+    defs["layer"] = {
+        "description": "a layer: its type alone ('relu'), or a one-key mapping {type: options}; other keys name user blocks",
+        "anyOf": [
+            {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "properties": layer_props,
+                "additionalProperties": {"description": "a user block's arguments", "anyOf": [{"type": "object"}, {"type": "null"}]},
+                "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            },
+        ],
+    }
+    value = {"type": ["number", "boolean", "string", "null", "array"]}
+    defs["block"] = {
+        "type": "object",
+        "properties": {
+            "doc": {"type": "string"},
+            "params": {"type": "object", "additionalProperties": value, "description": "parameters and defaults (null = required)"},
+            "layers": list_ref,
+        },
+        "required": ["layers"],
+        "additionalProperties": False,
+    }
+    shape_item = {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "netdsl network spec",
+        "type": "object",
+        "properties": {
+            "netdsl": {"const": FORMAT_VERSION, "description": "format version"},
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$", "maxLength": 128},
+            "description": {"type": "string"},
+            "input": {
+                "description": "per-sample input shape: C x H x W, C x L, or features; e.g. [3, 224, 224] or '3x224x224'",
+                "anyOf": [shape_item, {"type": "array", "items": shape_item, "minItems": 1, "maxItems": 3}, {"type": "string", "pattern": r"^\d+(x\d+){0,2}$"}],
+            },
+            "params": {"type": "object", "additionalProperties": value, "description": "spec-wide variables for expressions (width, depth, ...)"},
+            "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/block"}, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
+            "layers": list_ref,
+        },
+        "required": ["netdsl", "name", "input", "layers"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }
+
+
+@cache
+def shipped_schema() -> dict[str, Any]:
+    """The schema file shipped in the package (a test keeps it equal to build_schema())."""
+    return json.loads(resources.files("netdsl").joinpath("schema.json").read_text())

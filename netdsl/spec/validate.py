@@ -1,0 +1,192 @@
+"""Check a raw spec tree against the JSON Schema and turn jsonschema's errors into located, plain sentences."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, cast
+
+import jsonschema
+
+from netdsl.errors import Diagnostic, Loc, did_you_mean
+from netdsl.layers import canonical
+from netdsl.spec.schema import shipped_schema
+from netdsl.spec.yaml_tree import YList, YMap, loc_of
+
+_validator: jsonschema.protocols.Validator | None = None
+
+
+def _get_validator() -> jsonschema.protocols.Validator:
+    global _validator
+    if _validator is None:
+        _validator = jsonschema.Draft202012Validator(shipped_schema())
+    return _validator
+
+
+def validate_tree(tree: Any, file: str) -> list[Diagnostic]:
+    """All schema violations of a spec, one located diagnostic each."""
+    root = Loc(file, 1, 1)
+    if not isinstance(tree, YMap):
+        got = "an empty document" if tree is None else f"{_type_name(tree)} {_show(tree)}"
+        return [Diagnostic(getattr(tree, "loc", root), f"a spec must be a mapping with keys netdsl, name, input, layers; got {got}")]
+    out: list[Diagnostic] = []
+    for error in _get_validator().iter_errors(tree):
+        out.extend(_translate(error, tree, file))
+    return out
+
+
+def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list[Diagnostic]:
+    path = list(error.absolute_path)
+    loc = loc_of(tree, path) or Loc(file, 1, 1)
+    prefix = _context(tree, path)
+    v, inst = error.validator, cast(Any, error.instance)
+    schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    rule: Any = error.validator_value
+    if v in ("anyOf", "oneOf"):
+        chosen = _matching_branch(error)
+        if chosen:
+            return [d for e in chosen for d in _translate(e, tree, file)]
+        return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}")]
+    if v == "additionalProperties":
+        allowed = [k for k in schema.get("properties", {})]
+        out = []
+        for key in inst:
+            if key in allowed:
+                continue
+            key_loc = loc_of(tree, [*path, key], key=True) or loc
+            out.append(Diagnostic(key_loc, f"{prefix}{_unknown_key(key, path, allowed, tree)}"))
+        return out
+    if v == "required":
+        missing = [k for k in rule if k not in inst]
+        return [Diagnostic(loc, f"{prefix}missing required key '{missing[0]}'" + ("" if path else " (a spec needs netdsl, name, input, layers)"))]
+    if v == "maxProperties" and _is_layer_path(path):
+        keys = ", ".join(inst)
+        return [Diagnostic(loc, f"a layer is a one-key mapping {{type: options}}; got {len(inst)} keys ({keys}); is a '-' or an indent missing?")]
+    if v == "minProperties":
+        return [Diagnostic(loc, f"{prefix}empty mapping where a layer {{type: options}} was expected")]
+    if v == "const" and path == ["netdsl"]:
+        return [Diagnostic(loc, f"unsupported format version {_show(inst)}; this netdsl reads version {rule}")]
+    if v == "minItems" and not inst:
+        return [Diagnostic(loc, f"{prefix}{_what(path)} is empty; it needs at least one entry")]
+    return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}")]
+
+
+def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """Of an anyOf's failed branches, the errors of the one whose type fits the value (if exactly one does)."""
+    by_branch: dict[int, list[jsonschema.ValidationError]] = defaultdict(list)
+    for sub in error.context or []:
+        by_branch[sub.schema_path[0]].append(sub)  # type: ignore[index]
+    depth = len(error.absolute_path)
+    fitting = [
+        errs for errs in by_branch.values() if not any(e.validator in ("type", "enum", "const", "pattern") and len(e.absolute_path) == depth for e in errs)
+    ]
+    return fitting[0] if len(fitting) == 1 else []
+
+
+def _unknown_key(key: str, path: list[Any], allowed: list[str], tree: YMap) -> str:
+    if not path:
+        return f"'{key}' is not a spec key{did_you_mean(key, allowed)} (keys: {', '.join(allowed)})"
+    layer = _layer_at(tree, path)
+    if layer:
+        word = layer[0]
+        shown = [k for k in allowed if not k.startswith("_")]
+        options = _canonical_options(word, shown)
+        return f"'{key}' is not a {word} option{did_you_mean(key, shown)} (options: {', '.join(options)})"
+    return f"'{key}' is not allowed in {_what(path)}{did_you_mean(key, allowed)} (allowed: {', '.join(allowed)})"
+
+
+def _canonical_options(word: str, keys: list[str]) -> list[str]:
+    from netdsl.layers import LAYERS
+
+    name = canonical(word)
+    if not name:
+        return keys
+    aliases = {a for spec in LAYERS[name].args() for a in spec.alias}
+    return [k for k in keys if k not in aliases]
+
+
+def _is_layer_path(path: list[Any]) -> bool:
+    return len(path) >= 2 and path[-2] == "layers" and isinstance(path[-1], int)
+
+
+def _layer_at(tree: Any, path: list[Any]) -> tuple[str, str | None] | None:
+    """The innermost layer (type word, name) that `path` lies inside."""
+    node, found = tree, None
+    for i, step in enumerate(path):
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(node, YMap) and len(node) == 1 and isinstance(step, int) and i > 0 and path[i - 1] == "layers":
+            word = next(iter(node))
+            args = node[word]
+            name = args.get("name") if isinstance(args, YMap) else None
+            found = (word, name if isinstance(name, str) else None)
+    return found
+
+
+def _context(tree: Any, path: list[Any]) -> str:
+    layer = _layer_at(tree, path)
+    if not layer:
+        return ""
+    word, name = layer
+    return f"{word} '{name}': " if name else f"{word}: "
+
+
+def _what(path: list[Any]) -> str:
+    for step in reversed(path):
+        if isinstance(step, str):
+            return f"'{step}'"
+    return "this value" if path else "the spec"
+
+
+def _expected(schema: dict[str, Any]) -> str:
+    if "anyOf" in schema:
+        parts = [_expected(s) for s in schema["anyOf"]]
+        return " or ".join(dict.fromkeys(p for p in parts if p))
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(c) for c in schema["enum"])
+    if "const" in schema:
+        return repr(schema["const"])
+    kind = schema.get("type")
+    if kind == "integer":
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        return f"an integer >= {lo}" + (f" and <= {hi}" if hi is not None and hi < (1 << 24) else "") if lo is not None else "an integer"
+    if kind == "number":
+        lo = schema.get("minimum", schema.get("exclusiveMinimum"))
+        op = ">" if "exclusiveMinimum" in schema else ">="
+        hi = schema.get("maximum")
+        return "a number" + (f" {op} {lo}" if lo is not None else "") + (f" and <= {hi}" if hi is not None else "")
+    if kind == "string":
+        if "pattern" in schema and schema.get("description", "").startswith("module name"):
+            return "a name without dots or spaces"
+        return "an expression" if schema.get("description") == "an expression" else "a string"
+    if kind == "boolean":
+        return "true or false"
+    if kind == "array":
+        lo, hi = schema.get("minItems"), schema.get("maxItems")
+        n = f" of {lo} to {hi} items" if lo and hi else ""
+        return f"a list{n}"
+    if kind == "object":
+        return "a mapping"
+    if kind == "null":
+        return "nothing"
+    if isinstance(kind, list):
+        return " or ".join(kind)
+    return "valid"
+
+
+def _type_name(value: Any) -> str:
+    return {YMap: "a mapping", YList: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list" if len(str(value)) > 40 else str(list(value))
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
