@@ -444,6 +444,9 @@ def block_defs(tree: YMap, sources: Iterable[tuple[str, YMap]] = ()) -> tuple[di
             if canonical(name) or name in STRUCTURAL:
                 diags.append(Diagnostic(loc, f"block name '{name}' is a built-in layer type; choose another name"))
                 continue
+            if name in out:
+                diags.append(Diagnostic(loc, f"block '{name}' is defined twice (also at {out[name].loc})"))
+                continue
             params = {k: (REQUIRED if v is None else _plain(v)) for k, v in body.get("params", {}).items()}
             out[name] = BlockDef(name, params, body["layers"], loc)
     return out, diags

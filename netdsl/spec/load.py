@@ -14,6 +14,7 @@ from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
 from netdsl.ir import Graph
 from netdsl.layers.base import MAX_SIZE, Shape
 from netdsl.spec.build import block_defs, build_graph
+from netdsl.spec.imports import load_libraries
 from netdsl.spec.validate import validate_tree
 from netdsl.spec.yaml_tree import YMap, load_yaml
 
@@ -80,8 +81,9 @@ def load_text(
             known = ", ".join(scope)
             problems.append(Diagnostic(Loc("--set", 1, 1), f"the spec has no parameter '{key}'{did_you_mean(key, scope)} (parameters: {known})"))
         scope[key] = value
-    blocks, block_problems = block_defs(tree)
-    problems += block_problems
+    libraries, library_problems = load_libraries(tree, file)
+    blocks, block_problems = block_defs(tree, libraries)
+    problems += library_problems + block_problems
     if problems or shape is None:
         raise SpecError(problems)
     graph, problems = build_graph(tree, file, shape, scope, blocks)

@@ -27,6 +27,12 @@ INIT = {
     "anyOf": [{"type": "string", "minLength": 1}, {"type": "object"}],
 }
 STRUCTURAL = ("group", "repeat")
+IMPORTS = {
+    "description": "block libraries: a built-in name (resnet, densenet, mobilenet, ...) or a .yaml path relative to this file",
+    "type": "array",
+    "items": {"type": "string", "minLength": 1},
+}
+BLOCKS = {"type": "object", "additionalProperties": {"$ref": "#/$defs/block"}, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
 
 
 def layer_schema(cls: type[Layer]) -> dict[str, Any]:
@@ -110,6 +116,13 @@ def build_schema() -> dict[str, Any]:
         "required": ["layers"],
         "additionalProperties": False,
     }
+    defs["library"] = {
+        "description": "a block library file: blocks (and imports) only",
+        "type": "object",
+        "properties": {"netdsl": {"const": FORMAT_VERSION}, "description": {"type": "string"}, "import": IMPORTS, "blocks": BLOCKS},
+        "required": ["netdsl", "blocks"],
+        "additionalProperties": False,
+    }
     shape_item = {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -125,13 +138,20 @@ def build_schema() -> dict[str, Any]:
                 "anyOf": [shape_item, {"type": "array", "items": shape_item, "minItems": 1, "maxItems": 3}, {"type": "string", "pattern": r"^\d+(x\d+){0,2}$"}],
             },
             "params": {"type": "object", "additionalProperties": value, "description": "spec-wide variables for expressions (width, depth, ...)"},
-            "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/block"}, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
+            "import": IMPORTS,
+            "blocks": BLOCKS,
             "layers": list_ref,
         },
         "required": ["netdsl", "name", "input", "layers"],
         "additionalProperties": False,
         "$defs": defs,
     }
+
+
+def library_schema() -> dict[str, Any]:
+    """The schema of a block library file (same definitions, library root)."""
+    root = shipped_schema()
+    return {**root, **root["$defs"]["library"]}
 
 
 @cache

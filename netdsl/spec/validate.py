@@ -3,33 +3,31 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import cache
 from typing import Any, cast
 
 import jsonschema
 
 from netdsl.errors import Diagnostic, Loc, did_you_mean
 from netdsl.layers import canonical
-from netdsl.spec.schema import shipped_schema
+from netdsl.spec.schema import library_schema, shipped_schema
 from netdsl.spec.yaml_tree import YList, YMap, loc_of
 
-_validator: jsonschema.protocols.Validator | None = None
+
+@cache
+def _validator(library: bool) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(library_schema() if library else shipped_schema())
 
 
-def _get_validator() -> jsonschema.protocols.Validator:
-    global _validator
-    if _validator is None:
-        _validator = jsonschema.Draft202012Validator(shipped_schema())
-    return _validator
-
-
-def validate_tree(tree: Any, file: str) -> list[Diagnostic]:
-    """All schema violations of a spec, one located diagnostic each."""
+def validate_tree(tree: Any, file: str, library: bool = False) -> list[Diagnostic]:
+    """All schema violations of a spec (or of a block library), one located diagnostic each."""
     root = Loc(file, 1, 1)
     if not isinstance(tree, YMap):
         got = "an empty document" if tree is None else f"{_type_name(tree)} {_show(tree)}"
-        return [Diagnostic(getattr(tree, "loc", root), f"a spec must be a mapping with keys netdsl, name, input, layers; got {got}")]
+        keys = "netdsl, blocks" if library else "netdsl, name, input, layers"
+        return [Diagnostic(getattr(tree, "loc", root), f"a {'block library' if library else 'spec'} must be a mapping with keys {keys}; got {got}")]
     out: list[Diagnostic] = []
-    for error in _get_validator().iter_errors(tree):
+    for error in _validator(library).iter_errors(tree):
         out.extend(_translate(error, tree, file))
     return out
 
