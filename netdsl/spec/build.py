@@ -152,7 +152,7 @@ class Builder:
         body: YList = opts["layers"]
         var = opts.get("var", "i")
         cur = self.single(srcs, "repeat", "", loc) if srcs is not None else None
-        entries = []
+        entries: list[Entry] = []
         for i in range(n):
             scope = {**env, var: i, "first": i == 0, "last": i == n - 1}
             if splice and "each" not in opts:  # an unnamed repeat splices its items into the enclosing list
