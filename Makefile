@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_summarize.py
 
 schema: $(STAMP)
-	$(BIN)/python -c "import json; from netdsl.spec.schema import build_schema; open('netdsl/schema.json', 'w').write(json.dumps(build_schema(), indent=1, sort_keys=True) + '\n')"
+	$(BIN)/python -c "import json; from netdsl.spec.schema import build_schema; open('netdsl/schema.json', 'w').write(json.dumps(build_schema(), indent=1) + '\n')"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -86,7 +86,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from netdsl.spec.schema import shipped_schema
 
-    print(json.dumps(shipped_schema(), indent=1, sort_keys=True))
+    print(json.dumps(shipped_schema(), indent=1))
     return 0
 
 

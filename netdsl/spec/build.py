@@ -17,6 +17,7 @@ from netdsl.layers import LAYERS, canonical
 from netdsl.layers.base import ArgKind, Layer, Shape, fmt_shape
 from netdsl.spec.expr import ExprError, evaluate, interpolate
 from netdsl.spec.schema import COMMON
+from netdsl.spec.validate import unknown_type_message
 from netdsl.spec.yaml_tree import YList, YMap
 
 REQUIRED = object()
@@ -126,8 +127,7 @@ class Builder:
         elif canonical(word):
             out = self.add_layer(word, args, loc, env, srcs, path, frozen)
         else:
-            choices = [*LAYERS, *self.blocks, *STRUCTURAL]
-            self.error(loc, f"unknown layer type '{word}'{did_you_mean(word, choices)} (see `netdsl schema`, or define a block named '{word}')")
+            self.error(loc, unknown_type_message(word, self.blocks))
             out = None
         frame.scope[name], frame.paths[name], frame.locs[name] = out, path, loc
         frame.later.pop(name, None)
@@ -234,7 +234,7 @@ class Builder:
             if cls.arity == 0:
                 message = message.format(**{f"in{i}": f"'{_short(r)}'" for i, r in enumerate(refs)})
             got = ", ".join(fmt_shape(s) for s in in_shapes)
-            self.error(loc, f"{label}: {message}" + ("" if "input" in message else f" (input {got})"))
+            self.error(loc, f"{label}: {message}" + ("" if cls.arity == 0 or "input" in message else f" (input {got})"))
             return None
         init = _plain(args.get("init")) if isinstance(args, YMap) else None
         self.nodes.append(Node(path, cls.type_name, layer, refs, in_shapes, shape, loc, bool(frozen), init))
@@ -316,7 +316,7 @@ class Builder:
         if "from" not in opts:
             return [cur]
         raw = opts["from"]
-        names = [raw] if isinstance(raw, str) else list(raw)
+        names = [str(r) for r in (raw if isinstance(raw, list) else [raw])]  # `from: 0` names an unnamed layer
         where = _vloc(opts, "from", loc)
         out: list[str | None] = []
         for ref in names:

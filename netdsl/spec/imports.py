@@ -48,12 +48,13 @@ def load_libraries(tree: YMap, file: str) -> tuple[list[Library], list[Diagnosti
             except SpecError as exc:
                 diags.extend(exc.diagnostics)
                 continue
-            problems = validate_tree(lib, str(path), library=True)
+            if isinstance(lib, YMap) and isinstance(lib.get("import"), YList):
+                visit(lib["import"], path.parent)
+            own = list(lib["blocks"]) if isinstance(lib, YMap) and isinstance(lib.get("blocks"), YMap) else []
+            problems = validate_tree(lib, str(path), library=True, blocks=[*own, *(b for _, blocks in out for b in blocks)])
             if problems:
                 diags.extend(problems)
                 continue
-            if "import" in lib:
-                visit(lib["import"], path.parent)
             out.append((str(path), lib["blocks"]))
 
     imports = tree.get("import")

@@ -62,11 +62,14 @@ def load_text(
 ) -> Graph:
     """Parse, check and expand spec text into a Graph; raise SpecError with every problem found."""
     tree = load_yaml(text, file)
-    problems = validate_tree(tree, file)
+    libraries, problems = load_libraries(tree, file) if isinstance(tree, YMap) else ([], [])
+    known = [name for _, blocks in libraries for name in blocks]
+    if isinstance(tree, YMap) and isinstance(tree.get("blocks"), YMap):
+        known += list(tree["blocks"])
+    problems += validate_tree(tree, file, blocks=known)
     if problems:
         raise SpecError(problems)
     assert isinstance(tree, YMap)
-    problems = []
     shape = parse_shape(tree["input"])
     if input_shape is not None:
         shape = parse_shape(input_shape)
@@ -78,12 +81,11 @@ def load_text(
     scope.update(tree.get("params", {}))
     for key, value in (variables or {}).items():
         if key not in scope:
-            known = ", ".join(scope)
-            problems.append(Diagnostic(Loc("--set", 1, 1), f"the spec has no parameter '{key}'{did_you_mean(key, scope)} (parameters: {known})"))
+            names = ", ".join(scope)
+            problems.append(Diagnostic(Loc("--set", 1, 1), f"the spec has no parameter '{key}'{did_you_mean(key, scope)} (parameters: {names})"))
         scope[key] = value
-    libraries, library_problems = load_libraries(tree, file)
     blocks, block_problems = block_defs(tree, libraries)
-    problems += library_problems + block_problems
+    problems += block_problems
     if problems or shape is None:
         raise SpecError(problems)
     graph, problems = build_graph(tree, file, shape, scope, blocks)

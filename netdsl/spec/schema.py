@@ -13,8 +13,9 @@ from netdsl.layers.base import MAX_SIZE
 FORMAT_VERSION = 1
 SCHEMA_ID = "urn:netdsl:spec:1"
 
-NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^.\s]+$", "description": "module name; {expr} interpolates"}
-REFS = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}]}
+NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^.]+$", "description": "module name; {expr} interpolates"}
+_REF = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 0}]}
+REFS = {"anyOf": [*_REF["anyOf"], {"type": "array", "items": _REF, "minItems": 1}]}
 EXPR = {"type": "string", "description": "an expression"}
 COMMON: dict[str, dict[str, Any]] = {
     "name": NAME | {"description": "module name (the path in the compiled model); default: position in its list"},

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from functools import cache
 from typing import Any, cast
 
 import jsonschema
 
 from netdsl.errors import Diagnostic, Loc, did_you_mean
-from netdsl.layers import canonical
+from netdsl.layers import ALIASES, LAYERS, canonical
 from netdsl.spec.schema import library_schema, shipped_schema
 from netdsl.spec.yaml_tree import YList, YMap, loc_of
 
@@ -19,17 +20,54 @@ def _validator(library: bool) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(library_schema() if library else shipped_schema())
 
 
-def validate_tree(tree: Any, file: str, library: bool = False) -> list[Diagnostic]:
+def validate_tree(tree: Any, file: str, library: bool = False, blocks: Collection[str] = ()) -> list[Diagnostic]:
     """All schema violations of a spec (or of a block library), one located diagnostic each."""
     root = Loc(file, 1, 1)
     if not isinstance(tree, YMap):
         got = "an empty document" if tree is None else f"{_type_name(tree)} {_show(tree)}"
         keys = "netdsl, blocks" if library else "netdsl, name, input, layers"
         return [Diagnostic(getattr(tree, "loc", root), f"a {'block library' if library else 'spec'} must be a mapping with keys {keys}; got {got}")]
-    out: list[Diagnostic] = []
+    out, unknown = unknown_types(tree, set(blocks))
     for error in _validator(library).iter_errors(tree):
-        out.extend(_translate(error, tree, file))
+        path = tuple(error.absolute_path)
+        if not any(path[: len(p)] == p for p in unknown):  # an unknown type's options are not checked
+            out.extend(_translate(error, tree, file))
     return out
+
+
+def unknown_types(tree: YMap, blocks: set[str]) -> tuple[list[Diagnostic], list[tuple[Any, ...]]]:
+    """Layer items whose type is neither a layer type nor a known block, with their paths."""
+    diags: list[Diagnostic] = []
+    paths: list[tuple[Any, ...]] = []
+    lists: list[tuple[tuple[Any, ...], Any]] = [(("layers",), tree.get("layers"))]
+    lists += [(("blocks", k, "layers"), b.get("layers")) for k, b in _items(tree.get("blocks"))]
+    while lists:
+        path, items = lists.pop()
+        if not isinstance(items, YList):
+            continue
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                word, args = item, None
+            elif isinstance(item, YMap) and len(item) == 1:
+                word, args = next(iter(item.items()))
+            else:
+                continue
+            if word in ("group", "repeat"):
+                if isinstance(args, YMap):
+                    lists.append(((*path, i, word, "layers"), args.get("layers")))
+            elif not canonical(word) and word not in blocks:
+                diags.append(Diagnostic(items.item_locs[i], unknown_type_message(word, blocks)))
+                paths.append((*path, i))
+    return diags, paths
+
+
+def unknown_type_message(word: str, blocks: Collection[str]) -> str:
+    choices = [*LAYERS, *ALIASES, *blocks, "group", "repeat"]
+    return f"unknown layer type '{word}'{did_you_mean(word, choices)} (see `netdsl schema`, or define a block named '{word}')"
+
+
+def _items(value: Any) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in value.items() if isinstance(v, YMap)] if isinstance(value, YMap) else []
 
 
 def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list[Diagnostic]:
@@ -43,7 +81,7 @@ def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list
         chosen = _matching_branch(error)
         if chosen:
             return [d for e in chosen for d in _translate(e, tree, file)]
-        return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}")]
+        return [Diagnostic(loc, f"{prefix}{_what(path, tree)} must be {_expected(schema)}; got {_show(inst)}")]
     if v == "additionalProperties":
         allowed = [k for k in schema.get("properties", {})]
         out = []
@@ -65,7 +103,8 @@ def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list
         return [Diagnostic(loc, f"unsupported format version {_show(inst)}; this netdsl reads version {rule}")]
     if v == "minItems" and not inst:
         return [Diagnostic(loc, f"{prefix}{_what(path)} is empty; it needs at least one entry")]
-    return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}")]
+    hint = did_you_mean(inst, [str(c) for c in schema["enum"]]) if v == "enum" and isinstance(inst, str) else ""
+    return [Diagnostic(loc, f"{prefix}{_what(path, tree)} must be {_expected(schema)}; got {_show(inst)}{hint}")]
 
 
 def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
@@ -73,11 +112,33 @@ def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.Valid
     by_branch: dict[int, list[jsonschema.ValidationError]] = defaultdict(list)
     for sub in error.context or []:
         by_branch[sub.schema_path[0]].append(sub)  # type: ignore[index]
-    depth = len(error.absolute_path)
-    fitting = [
-        errs for errs in by_branch.values() if not any(e.validator in ("type", "enum", "const", "pattern") and len(e.absolute_path) == depth for e in errs)
-    ]
+    schema = cast(dict[str, Any], error.schema)
+    branches: list[Any] = schema.get("anyOf") or schema.get("oneOf") or []
+    fitting = [errs for i, errs in by_branch.items() if _fits(branches[i], error.instance)]
     return fitting[0] if len(fitting) == 1 else []
+
+
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _fits(schema: Any, value: Any) -> bool:
+    """Whether a value has the JSON type a schema branch is about (its constraints aside)."""
+    if not isinstance(schema, dict):
+        return True
+    if "anyOf" in schema:
+        return any(_fits(s, value) for s in schema["anyOf"])
+    if "enum" in schema:
+        return value in schema["enum"]
+    kinds = schema.get("type")
+    if kinds is None:
+        return True
+    for kind in [kinds] if isinstance(kinds, str) else kinds:
+        if kind in ("integer", "number"):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and (kind == "number" or float(value).is_integer()):
+                return True
+        elif isinstance(value, _JSON_TYPES[kind]) and not (kind != "boolean" and isinstance(value, bool)):
+            return True
+    return False
 
 
 def _unknown_key(key: str, path: list[Any], allowed: list[str], tree: YMap) -> str:
@@ -93,8 +154,6 @@ def _unknown_key(key: str, path: list[Any], allowed: list[str], tree: YMap) -> s
 
 
 def _canonical_options(word: str, keys: list[str]) -> list[str]:
-    from netdsl.layers import LAYERS
-
     name = canonical(word)
     if not name:
         return keys
@@ -130,7 +189,11 @@ def _context(tree: Any, path: list[Any]) -> str:
     return f"{word} '{name}': " if name else f"{word}: "
 
 
-def _what(path: list[Any]) -> str:
+def _what(path: list[Any], tree: Any = None) -> str:
+    if len(path) >= 3 and isinstance(path[-2], int) and path[-3] == "layers" and canonical(str(path[-1])):
+        primary = LAYERS[canonical(str(path[-1])) or ""].primary  # a bare value: `dropout: 1.5` sets p
+        if primary:
+            return f"'{primary}'"
     for step in reversed(path):
         if isinstance(step, str):
             return f"'{step}'"
@@ -157,7 +220,7 @@ def _expected(schema: dict[str, Any]) -> str:
     if kind == "string":
         if "pattern" in schema and schema.get("description", "").startswith("module name"):
             return "a name without dots or spaces"
-        return "an expression" if schema.get("description") == "an expression" else "a string"
+        return "an expression" if schema.get("description", "").startswith("an expression") else "a string"
     if kind == "boolean":
         return "true or false"
     if kind == "array":

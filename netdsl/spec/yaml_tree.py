@@ -15,6 +15,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 MAX_NODES = 200_000  # bounds alias expansion ("billion laughs")
 MAX_DEPTH = 200
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class YMap(dict[str, Any]):
@@ -60,6 +61,8 @@ class _Converter:
         self.count += 1
         if self.count > MAX_NODES or depth > MAX_DEPTH:
             raise SpecError([Diagnostic(self.loc(node), "document too large or too deeply nested (alias expansion is bounded)")])
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            raise SpecError([Diagnostic(self.loc(node), f"unsupported YAML tag '{node.tag}' (specs are plain data)")])
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, depth)
         if isinstance(node, yaml.SequenceNode):
