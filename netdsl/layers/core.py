@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import BOOL, Layer, Shape, Tensor, arg, expect_rank, float_kind, int_kind
+from netdsl.layers.base import BOOL, Layer, Shape, Tensor, arg, expect_rank, float_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
 
 
@@ -25,6 +25,8 @@ class Linear(Layer):
     example_input: ClassVar[Shape] = (12,)
 
     def output_shape(self, x: Shape) -> Shape:
+        if len(x) > 2:  # torch would apply it to the last dim only; in a CNN that is a forgotten flatten
+            raise ShapeError(f"linear needs features (or L x features), got {fmt_shape(x)}; add a flatten or global_avgpool before it")
         return (*x[:-1], self.out)
 
     def params(self, inputs: tuple[Shape, ...]) -> list[Tensor]:

@@ -234,7 +234,7 @@ class Builder:
             if cls.arity == 0:
                 message = message.format(**{f"in{i}": f"'{_short(r)}'" for i, r in enumerate(refs)})
             got = ", ".join(fmt_shape(s) for s in in_shapes)
-            self.error(loc, f"{label}: {message}" + ("" if cls.arity == 0 or "input" in message else f" (input {got})"))
+            self.error(loc, f"{label}: {message}" + ("" if cls.arity == 0 or got in message or "input" in message else f" (input {got})"))
             return None
         init = _plain(args.get("init")) if isinstance(args, YMap) else None
         self.nodes.append(Node(path, cls.type_name, layer, refs, in_shapes, shape, loc, bool(frozen), init))
@@ -259,7 +259,7 @@ class Builder:
                 ok = False
                 continue
             spec = specs[name]
-            value = self.value(raw, env, vloc, spec.kind)
+            value = self.value(raw, env, vloc, spec.kind, context=f"{label}: '{key}': ")
             if value is _FAILED:
                 ok = False
                 continue
@@ -277,10 +277,10 @@ class Builder:
         return cls(**values) if ok and not missing else None
 
     # -- values and names -----------------------------------------------------------------------
-    def value(self, raw: Any, env: dict[str, Any], loc: Loc, kind: ArgKind | None, literal_strings: bool = False) -> Any:
+    def value(self, raw: Any, env: dict[str, Any], loc: Loc, kind: ArgKind | None, literal_strings: bool = False, context: str = "") -> Any:
         """A spec value with its expressions evaluated; _FAILED after reporting an error."""
         if isinstance(raw, list):
-            items = [self.value(x, env, loc, kind) for x in raw]
+            items = [self.value(x, env, loc, kind, context=context) for x in raw]
             return _FAILED if _FAILED in items else items
         if not isinstance(raw, str):
             return _plain(raw)
@@ -294,7 +294,7 @@ class Builder:
         try:
             return evaluate(text, env)
         except ExprError as exc:
-            self.error(loc, str(exc))
+            self.error(loc, f"{context}{exc}")
             return _FAILED
 
     def name_text(self, raw: Any, env: dict[str, Any], loc: Loc) -> str:

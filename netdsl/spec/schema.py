@@ -13,7 +13,14 @@ from netdsl.layers.base import MAX_SIZE
 FORMAT_VERSION = 1
 SCHEMA_ID = "urn:netdsl:spec:1"
 
-NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[^.]+$", "description": "module name; {expr} interpolates"}
+NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "pattern": r"^[^.]+$",
+    "title": "a name without dots",
+    "description": "module name; {expr} interpolates",
+}
 _REF = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 0}]}
 REFS = {"anyOf": [*_REF["anyOf"], {"type": "array", "items": _REF, "minItems": 1}]}
 EXPR = {"type": "string", "description": "an expression"}
@@ -136,7 +143,11 @@ def build_schema() -> dict[str, Any]:
             "description": {"type": "string"},
             "input": {
                 "description": "per-sample input shape: C x H x W, C x L, or features; e.g. [3, 224, 224] or '3x224x224'",
-                "anyOf": [shape_item, {"type": "array", "items": shape_item, "minItems": 1, "maxItems": 3}, {"type": "string", "pattern": r"^\d+(x\d+){0,2}$"}],
+                "anyOf": [
+                    shape_item,
+                    {"type": "array", "items": shape_item, "minItems": 1, "maxItems": 3},
+                    {"type": "string", "pattern": r"^\d+(x\d+){0,2}$", "title": "a shape like '3x224x224'"},
+                ],
             },
             "params": {"type": "object", "additionalProperties": value, "description": "spec-wide variables for expressions (width, depth, ...)"},
             "import": IMPORTS,

@@ -201,6 +201,8 @@ def _what(path: list[Any], tree: Any = None) -> str:
 
 
 def _expected(schema: dict[str, Any]) -> str:
+    if "title" in schema:
+        return str(schema["title"])
     if "anyOf" in schema:
         parts = [_expected(s) for s in schema["anyOf"]]
         return " or ".join(dict.fromkeys(p for p in parts if p))
@@ -218,8 +220,6 @@ def _expected(schema: dict[str, Any]) -> str:
         hi = schema.get("maximum")
         return "a number" + (f" {op} {lo}" if lo is not None else "") + (f" and <= {hi}" if hi is not None else "")
     if kind == "string":
-        if "pattern" in schema and schema.get("description", "").startswith("module name"):
-            return "a name without dots or spaces"
         return "an expression" if schema.get("description", "").startswith("an expression") else "a string"
     if kind == "boolean":
         return "true or false"
