@@ -68,7 +68,7 @@ def test_input_override_changes_shapes_not_conv_params(cli):
     data = json.loads(out)
     assert code == 0 and data["input_shape"] == [3, 64, 64]
     assert data["params"]["total"] == 138_357_544  # adaptive 7x7 pooling keeps the classifier's input size
-    features_out = [layer for layer in data["layers"] if layer["name"] == "features.30"][0]
+    features_out = next(layer for layer in data["layers"] if layer["name"] == "features.30")
     assert features_out["output_shape"] == [512, 2, 2]
 
 
