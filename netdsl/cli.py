@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     def spec_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--input", metavar="CxHxW", help="override the spec's input shape, e.g. 3x64x64")
         p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a spec parameter (repeatable)")
-        p.add_argument("--width", type=float, metavar="W", help="width multiplier (sets the 'width' parameter)")
-        p.add_argument("--depth-mult", type=float, metavar="D", help="depth multiplier (sets the 'depth' parameter)")
+        p.add_argument("--width", type=float, metavar="W", help="width multiplier (sets the spec's 'width_mult' variable)")
+        p.add_argument("--depth-mult", type=float, metavar="D", help="depth multiplier (sets the spec's 'depth_mult' variable)")
 
     p = sub.add_parser("summarize", help="per-layer shapes, parameters and MACs; no weights allocated")
     p.add_argument("spec")
@@ -41,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+")
     spec_options(p)
 
+    p = sub.add_parser("expand", help="print the resolved flat spec: blocks and repeats unrolled, defaults filled in")
+    p.add_argument("spec")
+    spec_options(p)
+
+    p = sub.add_parser("diff", help="layers added, removed or changed between two specs; exit 1 if they differ")
+    p.add_argument("a")
+    p.add_argument("b")
+    spec_options(p)
+
     sub.add_parser("schema", help="print the spec JSON Schema (for editors, e.g. yaml-language-server)")
     return parser
 
@@ -50,9 +59,9 @@ def _load(path: str, args: argparse.Namespace) -> Any:
 
     variables = dict(parse_assignment(a) for a in args.set)
     if args.width is not None:
-        variables["width"] = args.width
+        variables["width_mult"] = args.width
     if args.depth_mult is not None:
-        variables["depth"] = args.depth_mult
+        variables["depth_mult"] = args.depth_mult
     return load(path, input_shape=args.input, variables=variables)
 
 
@@ -83,6 +92,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_USAGE if failed else 0
 
 
+def cmd_expand(args: argparse.Namespace) -> int:
+    from netdsl.analysis import analyze
+    from netdsl.expand import expand_text
+
+    graph = _load(args.spec, args)
+    sys.stdout.write(expand_text(graph, analyze(graph, 1), args.spec))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from netdsl.analysis import analyze
+    from netdsl.diff import diff_graphs, render_diff
+
+    problems = []
+    graphs = []
+    for path in (args.a, args.b):
+        try:
+            graphs.append(_load(path, args))
+        except SpecError as exc:
+            problems += exc.diagnostics
+    if problems:
+        raise SpecError(problems)
+    a, b = graphs
+    changes = diff_graphs(a, b)
+    sys.stdout.write(render_diff(analyze(a, 1), analyze(b, 1), changes, args.a, args.b))
+    return 1 if changes or a.input_shape != b.input_shape else 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from netdsl.spec.schema import shipped_schema
 
@@ -107,7 +144,7 @@ def _print_errors(exc: SpecError) -> None:
                 print(excerpt, file=sys.stderr)
 
 
-COMMANDS = {"summarize": cmd_summarize, "check": cmd_check, "schema": cmd_schema}
+COMMANDS = {"summarize": cmd_summarize, "check": cmd_check, "expand": cmd_expand, "diff": cmd_diff, "schema": cmd_schema}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,7 @@ def test_unknown_top_level_key(cli, spec_file):
     [
         ("conv: {out: true}", 17, "conv: 'out' must be an integer >= 1 or an expression; got true"),
         ("conv: {out: 8, bias: [1]}", 26, "conv: 'bias' must be true or false or an expression; got [1]"),
-        ("conv: {out: 8, bias: maybe}", 26, "conv '0': 'bias': unknown name 'maybe' (known: depth, width)"),
+        ("conv: {out: 8, bias: maybe}", 26, "conv '0': 'bias': unknown name 'maybe' (known: depth_mult, width_mult)"),
         ("conv: {out: 0}", 17, "conv: 'out' must be an integer >= 1; got 0"),
         ("conv: {out: 8, k: -3}", 23, "conv: 'k' must be an integer >= 1; got -3"),
         ("conv: {out: 8, k: [3, 0]}", 27, "conv: 'k' must be an integer >= 1; got 0"),

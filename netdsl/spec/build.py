@@ -58,6 +58,7 @@ class Frame:
     paths: dict[str, str] = field(default_factory=dict)
     locs: dict[str, Loc] = field(default_factory=dict)
     later: dict[str, Loc] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
 
 
 class Builder:
@@ -101,15 +102,15 @@ class Builder:
         srcs = self.sources(opts, frame, cur, env, loc, word)
         if "when" in opts and not self.value(opts["when"], env, _vloc(opts, "when", loc), None):
             explicit = self.name_of(opts, env, loc)
-            if explicit:  # a skipped layer stands for its input, so `from: downsample` still works
+            if explicit and explicit not in frame.scope:  # a skipped layer stands for its input: `from: downsample` still works
                 frame.scope[explicit] = srcs[0] if srcs else None
-                frame.later.pop(explicit, None)
+                frame.skipped.add(explicit)
             return cur, index
         if word == "repeat" and "name" not in opts:
             return self.build_repeat(opts, loc, env, frame, srcs, index, splice=True)
         name = entry.forced_name or self.name_of(opts, env, loc) or str(index)
         index += 1
-        if name in frame.scope:
+        if name in frame.scope and name not in frame.skipped:  # an active item may take a skipped alternative's name
             first = frame.locs.get(name)
             self.error(loc, f"duplicate name '{name}'" + (f" (first at line {first.line})" if first else ""))
         path = frame.prefix + name
@@ -130,6 +131,7 @@ class Builder:
             self.error(loc, unknown_type_message(word, self.blocks))
             out = None
         frame.scope[name], frame.paths[name], frame.locs[name] = out, path, loc
+        frame.skipped.discard(name)
         frame.later.pop(name, None)
         self.outputs[path] = out
         return out, index
@@ -335,6 +337,13 @@ class Builder:
 
     def resolve(self, ref: str, frame: Frame, loc: Loc) -> str | object | None:
         head, _, rest = ref.partition(".")
+        if ref.startswith("/"):  # an absolute module path, e.g. `from: /layer1.0.bn2` (what `expand` writes)
+            if ref == "/" + INPUT:
+                return INPUT
+            if ref[1:] in self.outputs:
+                return self.outputs[ref[1:]]
+            self.error(loc, f"no earlier layer has the module path '{ref[1:]}'")
+            return _UNRESOLVED
         f: Frame | None = frame
         while f is not None:
             if head == INPUT and not rest:

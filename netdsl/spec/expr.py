@@ -39,6 +39,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "ceil": math.ceil,
     "sqrt": math.sqrt,
     "make_divisible": make_divisible,
+    "len": len,
+    "sum": sum,
 }
 
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
@@ -166,6 +168,14 @@ class _Eval:
             return FUNCTIONS[node.func.id](*args)
         except (TypeError, ValueError) as exc:
             raise ExprError(f"'{ast.unparse(node)}': {exc}") from None
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        seq, index = self.visit(node.value), self.visit(node.slice)
+        if not isinstance(seq, (list, tuple)) or isinstance(index, bool) or not isinstance(index, int):
+            raise ExprError(f"'{ast.unparse(node)}': only a list can be indexed, by an integer")
+        if not -len(seq) <= index < len(seq):
+            raise ExprError(f"'{ast.unparse(node)}': index {index} is out of range for {len(seq)} items")
+        return seq[index]
 
     def visit_Tuple(self, node: ast.Tuple) -> tuple[Any, ...]:
         return tuple(self.visit(e) for e in node.elts)

@@ -18,7 +18,7 @@ from netdsl.spec.imports import load_libraries
 from netdsl.spec.validate import validate_tree
 from netdsl.spec.yaml_tree import YMap, load_yaml
 
-DEFAULT_VARIABLES = {"width": 1.0, "depth": 1.0}
+DEFAULT_VARIABLES = {"width_mult": 1.0, "depth_mult": 1.0}  # set by --width / --depth-mult
 
 
 def parse_shape(text: Any) -> Shape | None:
