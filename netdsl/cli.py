@@ -67,13 +67,15 @@ def _load(path: str, args: argparse.Namespace) -> Any:
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     from netdsl.analysis import analyze
+    from netdsl.input_sizes import input_rule
     from netdsl.summary import render_json, render_table
 
     if args.depth < 0:
         raise SpecError([Diagnostic(Loc("--depth", 1, 1), f"--depth must be >= 0, got {args.depth}")])
     graph = _load(args.spec, args)
     report = analyze(graph, args.depth or None)
-    sys.stdout.write(render_json(report) if args.json else render_table(report))
+    rule = input_rule(graph)
+    sys.stdout.write(render_json(report, rule) if args.json else render_table(report, rule))
     return 0
 
 

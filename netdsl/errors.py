@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, order=True)
@@ -26,6 +26,7 @@ class Diagnostic:
     loc: Loc
     message: str
     note: str = ""
+    kind: str = field(default="", compare=False)  # "shape" for shape-rule failures (they may depend on the input size)
 
     def __str__(self) -> str:
         text = f"{self.loc}: {self.message}"

@@ -28,7 +28,7 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def render_table(report: Report) -> str:
+def render_table(report: Report, input_rule: object = None) -> str:
     """The summary table: every numeric column sums to the Total row and the footer."""
     headers = ("Layer", "Type", "Output shape", "Params", "MACs")
     body: list[tuple[str, ...]] = []
@@ -64,13 +64,16 @@ def render_table(report: Report) -> str:
             f"params {human_bytes(m.param_bytes)}, buffers {human_bytes(m.buffer_bytes)}, total {human_bytes(m.total_bytes)}"
         ),
     ]
+    if input_rule is not None:
+        lines.append(f"Accepted input sizes: {input_rule} (from the shape rules)")
     return "\n".join(lines) + "\n"
 
 
-def report_dict(report: Report) -> dict[str, Any]:
+def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
     """The machine-readable summary (`summarize --json`)."""
     m = report.memory
     return {
+        "accepted_input": None if input_rule is None else str(input_rule),
         "name": report.name,
         "input_shape": list(report.input_shape),
         "output_shape": list(report.output_shape),
@@ -100,5 +103,5 @@ def report_dict(report: Report) -> dict[str, Any]:
     }
 
 
-def render_json(report: Report) -> str:
-    return json.dumps(report_dict(report), indent=2) + "\n"
+def render_json(report: Report, input_rule: object = None) -> str:
+    return json.dumps(report_dict(report, input_rule), indent=2) + "\n"

@@ -31,9 +31,10 @@ class _Pool(Layer):
             raise ShapeError(f"padding {fmt_shape(p)} is more than half the kernel {fmt_shape(k)}")
         sizes = []
         for size, ki, si, pi in zip(x[1:], k, s, p):
-            if ki > size + 2 * pi:
+            out = window_out(size, ki, si, pi, 1, self.ceil_mode)
+            if out < 1:  # with ceil_mode a window may overhang the input, as long as one starts inside it
                 raise ShapeError(f"kernel {ki} exceeds padded input {size + 2 * pi} (input {fmt_shape(x[1:])}, padding {pi})")
-            sizes.append(window_out(size, ki, si, pi, 1, self.ceil_mode))
+            sizes.append(out)
         return (x[0], *sizes)
 
 

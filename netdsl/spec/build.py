@@ -76,10 +76,10 @@ class Builder:
         self.trace: list[str] = []
 
     # -- diagnostics --------------------------------------------------------------------------
-    def error(self, loc: Loc, message: str) -> None:
+    def error(self, loc: Loc, message: str, kind: str = "") -> None:
         if any(d.loc == loc and d.message == message for d in self.diagnostics):
             return  # the same definition error in every instance of a block: report it once
-        self.diagnostics.append(Diagnostic(loc, message, "; ".join(reversed(self.trace))))
+        self.diagnostics.append(Diagnostic(loc, message, "; ".join(reversed(self.trace)), kind))
 
     # -- lists ----------------------------------------------------------------------------------
     def entries(self, items: YList, env: dict[str, Any]) -> list[Entry]:
@@ -236,7 +236,7 @@ class Builder:
             if cls.arity == 0:
                 message = message.format(**{f"in{i}": f"'{_short(r)}'" for i, r in enumerate(refs)})
             got = ", ".join(fmt_shape(s) for s in in_shapes)
-            self.error(loc, f"{label}: {message}" + ("" if cls.arity == 0 or got in message or "input" in message else f" (input {got})"))
+            self.error(loc, f"{label}: {message}" + ("" if cls.arity == 0 or got in message or "input" in message else f" (input {got})"), "shape")
             return None
         init = _plain(args.get("init")) if isinstance(args, YMap) else None
         self.nodes.append(Node(path, cls.type_name, layer, refs, in_shapes, shape, loc, bool(frozen), init))

@@ -11,10 +11,12 @@ from typing import Any
 import yaml
 
 from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
+from netdsl.input_sizes import input_rule
 from netdsl.ir import Graph
 from netdsl.layers.base import MAX_SIZE, Shape
 from netdsl.spec.build import block_defs, build_graph
 from netdsl.spec.imports import load_libraries
+from netdsl.spec.limits import check_limits
 from netdsl.spec.validate import validate_tree
 from netdsl.spec.yaml_tree import YMap, load_yaml
 
@@ -90,8 +92,32 @@ def load_text(
         raise SpecError(problems)
     graph, problems = build_graph(tree, file, shape, scope, blocks)
     if problems or graph is None:
-        raise SpecError(problems)
+        raise SpecError(_with_size_hint(problems, tree, file, shape, scope, blocks))
+    limit_problems = check_limits(tree, graph)
+    if limit_problems:
+        raise SpecError(limit_problems)
     return graph
+
+
+PROBE_SIZES = (32, 64, 128, 224, 299, 512, 1024)
+
+
+def _with_size_hint(problems: list[Diagnostic], tree: YMap, file: str, shape: Shape, scope: dict[str, Any], blocks: dict[str, Any]) -> list[Diagnostic]:
+    """If a shape error goes away at another input size, say which sizes work on the first one."""
+    first = next((i for i, d in enumerate(problems) if d.kind == "shape"), None)
+    if first is None or len(shape) < 2:
+        return problems
+    for n in sorted(PROBE_SIZES, key=lambda n: (n < max(shape[1:]), n)):
+        graph, _ = build_graph(tree, file, (shape[0], *(n for _ in shape[1:])), scope, blocks)
+        if graph is not None:
+            rule = input_rule(graph)
+            if rule is None or rule.accepts(max(shape[1:])):
+                return problems
+            smallest = "x".join(str(d) for d in (shape[0], *(rule.minimum for _ in shape[1:])))
+            d = problems[first]
+            hint = f"; the input {'x'.join(map(str, shape))} is too small: the network accepts {rule} (smallest: {smallest})"
+            return [*problems[:first], Diagnostic(d.loc, d.message + hint, d.note, d.kind), *problems[first + 1 :]]
+    return problems
 
 
 def load(path: str | os.PathLike[str], **options: Any) -> Graph:

@@ -9,6 +9,7 @@ from typing import Any
 
 from netdsl.layers import LAYERS, Layer
 from netdsl.layers.base import MAX_SIZE
+from netdsl.spec.limits import LIMIT_PATTERN, LIMITS
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "urn:netdsl:spec:1"
@@ -153,6 +154,18 @@ def build_schema() -> dict[str, Any]:
             "import": IMPORTS,
             "blocks": BLOCKS,
             "layers": list_ref,
+            "limits": {
+                "description": "budgets: exceeding one is an error naming the biggest contributors",
+                "type": "object",
+                "properties": {
+                    key: {
+                        "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": LIMIT_PATTERN, "title": "an amount like 5M or 600M"}],
+                        "description": what,
+                    }
+                    for key, what in LIMITS.items()
+                },
+                "additionalProperties": False,
+            },
         },
         "required": ["netdsl", "name", "input", "layers"],
         "additionalProperties": False,

@@ -1,0 +1,94 @@
+"""Which input sizes a network accepts, found by re-running shape inference over the IR at other sizes.
+
+Shape rules are cheap (no weights), so a dozen probes cost milliseconds. The answer reads like
+"H, W >= 32 and divisible by 32", or "H, W = 32 only" where a flatten feeds a linear layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netdsl.errors import ShapeError
+from netdsl.ir import INPUT, Graph
+from netdsl.layers.base import Shape
+
+PERIOD_LIMIT = 64  # the largest divisibility rule looked for
+
+
+def fits(graph: Graph, input_shape: Shape, relaxed: bool = False) -> bool:
+    """Whether the graph's shape rules accept another input shape with the same weights.
+
+    relaxed: ignore weight shapes and merge mismatches; then fitting is monotone in the size
+    (every window rule is), which makes the minimum a binary search.
+    """
+    shapes: dict[str, Shape] = {INPUT: input_shape}
+    for node in graph.nodes:
+        inputs = tuple(shapes[i] for i in node.inputs)
+        try:
+            shapes[node.name] = node.layer.infer(inputs)
+        except ShapeError:
+            if not (relaxed and node.layer.arity == 0):
+                return False
+            smallest = min(inputs, key=lambda s: s[1:])
+            shapes[node.name] = (node.shape[0], *smallest[1:])
+        if not relaxed and node.layer.has_weights and node.layer.params(inputs) != node.layer.params(node.input_shapes):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class InputRule:
+    """Accepted spatial sizes n: n >= minimum and (n - minimum) % multiple == 0, or n == minimum if exact."""
+
+    minimum: int
+    multiple: int = 1
+    exact: bool = False
+    dims: str = "H, W"
+    maximum: int | None = None  # e.g. a flatten feeding a linear layer tolerates only a few sizes
+
+    def __str__(self) -> str:
+        if self.exact:
+            return f"{self.dims} = {self.minimum} only"
+        text = f"{self.dims} from {self.minimum} to {self.maximum}" if self.maximum else f"{self.dims} >= {self.minimum}"
+        if self.multiple > 1:
+            offset = self.minimum % self.multiple
+            text += f" and divisible by {self.multiple}" if offset == 0 else f" and = {offset} mod {self.multiple}"
+        return text
+
+    def accepts(self, n: int) -> bool:
+        if self.exact:
+            return n == self.minimum
+        return self.minimum <= n <= (self.maximum or n) and (n - self.minimum) % self.multiple == 0
+
+
+def _sized(shape: Shape, n: int) -> Shape:
+    return (shape[0], *(n for _ in shape[1:]))
+
+
+def input_rule(graph: Graph) -> InputRule | None:
+    """The rule for square spatial inputs of a C x H x W (or C x L) network; None for feature vectors."""
+    shape = graph.input_shape
+    if len(shape) < 2:
+        return None
+    own = max(shape[1:])
+    if not fits(graph, _sized(shape, own)):
+        return None  # non-square input whose square version does not fit: no simple rule
+    lo, hi = 1, own
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(graph, _sized(shape, mid), relaxed=True) else (mid + 1, hi)
+    first = next((n for n in range(lo, min(lo + PERIOD_LIMIT, own) + 1) if fits(graph, _sized(shape, n))), own)
+    dims = "H, W" if len(shape) == 3 else "L"
+    for step in range(1, PERIOD_LIMIT + 1):
+        if fits(graph, _sized(shape, first + step)):
+            break
+    else:
+        return InputRule(first, exact=True, dims=dims)
+    far = max(4 * own, first + 4 * PERIOD_LIMIT) // step
+    if fits(graph, _sized(shape, first + far * step)):
+        return InputRule(first, step, dims=dims)
+    lo, hi = 1, far  # the sizes form a range: find its top
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(graph, _sized(shape, first + mid * step)) else (lo, mid - 1)
+    return InputRule(first, step, dims=dims, maximum=first + lo * step)
