@@ -73,7 +73,6 @@ def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
     """The machine-readable summary (`summarize --json`)."""
     m = report.memory
     return {
-        "accepted_input": None if input_rule is None else str(input_rule),
         "name": report.name,
         "input_shape": list(report.input_shape),
         "output_shape": list(report.output_shape),
@@ -87,6 +86,7 @@ def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
             "buffer_bytes": m.buffer_bytes,
             "total_bytes": m.total_bytes,
         },
+        "accepted_input": None if input_rule is None else str(input_rule),
         "layers": [
             {
                 "name": r.name,

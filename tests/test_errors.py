@@ -69,7 +69,10 @@ def test_absurd_size_is_refused_even_if_well_typed(cli, spec_file):
 
 def test_shape_error_names_layer_input_and_why(cli, spec_file):
     path = spec_file("netdsl: 1\nname: vgg\ninput: 3x3x3\nlayers:\n  - conv: {name: conv5, out: 8, k: 7, p: 1}\n")
-    assert errors(cli, path) == [f"{path}:5:5: conv 'conv5': kernel 7 exceeds padded input 5x5 (input 3x3, padding 1)"]
+    assert errors(cli, path) == [
+        f"{path}:5:5: conv 'conv5': kernel 7 exceeds padded input 5x5 (input 3x3, padding 1); "
+        "the input 3x3x3 is too small: the network accepts H, W >= 5 (smallest: 3x5x5)"
+    ]
 
 
 def test_rank_mismatch_is_a_shape_error(cli, spec_file):

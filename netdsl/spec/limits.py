@@ -42,7 +42,6 @@ def check_limits(tree: YMap, graph: Graph) -> list[Diagnostic]:
     if not isinstance(limits, YMap):
         return []
     report = analyze(graph, 1)
-    rows = [r for r in report.rows if not r.is_header]
     actual = {"params": report.params, "trainable": report.trainable, "macs": report.macs, "activations": report.memory.activation_bytes}
     share = {"params": lambda r: r.params, "trainable": lambda r: r.trainable, "macs": lambda r: r.macs, "activations": lambda r: 0}
     out = []
