@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@for spec in specs/*.yaml; do $(BIN)/netdsl check $$spec || exit 1; done
+	$(BIN)/netdsl check specs/*.yaml
 	$(BIN)/netdsl summarize specs/lenet5.yaml
 	$(BIN)/netdsl summarize specs/vgg16.yaml --depth 1
 

@@ -203,3 +203,16 @@ def test_local_block_library_file(tmp_path):
 def test_frozen_group_freezes_its_layers():
     g = load("  - group: {name: backbone, frozen: true, layers: [conv: 4, bn]}\n  - conv: 2\n")
     assert [(n.name, n.frozen) for n in g] == [("backbone.0", True), ("backbone.1", True), ("1", False)]
+
+
+def test_builtin_libraries_are_valid_and_documented():
+    from netdsl.spec.imports import builtin_libraries
+    from netdsl.spec.validate import validate_tree
+    from netdsl.spec.yaml_tree import load_yaml
+
+    trees = {name: load_yaml(path.read_text(), str(path)) for name, path in builtin_libraries().items()}
+    every_block = [block for tree in trees.values() for block in tree["blocks"]]
+    for name, tree in trees.items():
+        assert validate_tree(tree, name, library=True, blocks=every_block) == []
+        for block, body in tree["blocks"].items():
+            assert body.get("doc"), f"{name}.{block} has no doc"
