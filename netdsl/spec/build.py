@@ -16,12 +16,11 @@ from netdsl.ir import INPUT, Graph, Group, Node
 from netdsl.layers import LAYERS, canonical
 from netdsl.layers.base import ArgKind, Layer, Shape, fmt_shape
 from netdsl.spec.expr import ExprError, evaluate, interpolate
-from netdsl.spec.schema import COMMON
+from netdsl.spec.schema import COMMON, STRUCTURAL
 from netdsl.spec.validate import unknown_type_message
 from netdsl.spec.yaml_tree import YList, YMap
 
 REQUIRED = object()
-STRUCTURAL = ("group", "repeat")
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 MAX_BLOCK_DEPTH = 32
 
@@ -234,7 +233,7 @@ class Builder:
         except ShapeError as exc:
             message = str(exc)
             if cls.arity == 0:
-                message = message.format(**{f"in{i}": f"'{_short(r)}'" for i, r in enumerate(refs)})
+                message = message.format(**{f"in{i}": f"'{r}'" for i, r in enumerate(refs)})
             got = ", ".join(fmt_shape(s) for s in in_shapes)
             self.error(loc, f"{label}: {message}" + ("" if cls.arity == 0 or got in message or "input" in message else f" (input {got})"), "shape")
             return None
@@ -416,10 +415,6 @@ def _group_of(body: YList, loc: Loc) -> YMap:
 
 def _vloc(opts: Any, key: str, default: Loc) -> Loc:
     return opts.value_locs.get(key, default) if isinstance(opts, YMap) else default
-
-
-def _short(ref: str) -> str:
-    return ref
 
 
 def _plain(value: Any) -> Any:

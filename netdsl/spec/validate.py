@@ -11,7 +11,7 @@ import jsonschema
 
 from netdsl.errors import Diagnostic, Loc, did_you_mean
 from netdsl.layers import ALIASES, LAYERS, canonical
-from netdsl.spec.schema import library_schema, shipped_schema
+from netdsl.spec.schema import STRUCTURAL, library_schema, shipped_schema
 from netdsl.spec.yaml_tree import YList, YMap, loc_of
 
 
@@ -52,7 +52,7 @@ def unknown_types(tree: YMap, blocks: set[str]) -> tuple[list[Diagnostic], list[
                 word, args = next(iter(item.items()))
             else:
                 continue
-            if word in ("group", "repeat"):
+            if word in STRUCTURAL:
                 if isinstance(args, YMap):
                     lists.append(((*path, i, word, "layers"), args.get("layers")))
             elif not canonical(word) and word not in blocks:
@@ -62,7 +62,7 @@ def unknown_types(tree: YMap, blocks: set[str]) -> tuple[list[Diagnostic], list[
 
 
 def unknown_type_message(word: str, blocks: Collection[str]) -> str:
-    choices = [*LAYERS, *ALIASES, *blocks, "group", "repeat"]
+    choices = [*LAYERS, *ALIASES, *blocks, *STRUCTURAL]
     return f"unknown layer type '{word}'{did_you_mean(word, choices)} (see `netdsl schema`, or define a block named '{word}')"
 
 
@@ -81,7 +81,7 @@ def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list
         chosen = _matching_branch(error)
         if chosen:
             return [d for e in chosen for d in _translate(e, tree, file)]
-        return [Diagnostic(loc, f"{prefix}{_what(path, tree)} must be {_expected(schema)}; got {_show(inst)}")]
+        return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}")]
     if v == "additionalProperties":
         allowed = [k for k in schema.get("properties", {})]
         out = []
@@ -104,7 +104,7 @@ def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list
     if v == "minItems" and not inst:
         return [Diagnostic(loc, f"{prefix}{_what(path)} is empty; it needs at least one entry")]
     hint = did_you_mean(inst, [str(c) for c in schema["enum"]]) if v == "enum" and isinstance(inst, str) else ""
-    return [Diagnostic(loc, f"{prefix}{_what(path, tree)} must be {_expected(schema)}; got {_show(inst)}{hint}")]
+    return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}{hint}")]
 
 
 def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
@@ -189,7 +189,7 @@ def _context(tree: Any, path: list[Any]) -> str:
     return f"{word} '{name}': " if name else f"{word}: "
 
 
-def _what(path: list[Any], tree: Any = None) -> str:
+def _what(path: list[Any]) -> str:
     if len(path) >= 3 and isinstance(path[-2], int) and path[-3] == "layers" and canonical(str(path[-1])):
         primary = LAYERS[canonical(str(path[-1])) or ""].primary  # a bare value: `dropout: 1.5` sets p
         if primary:
