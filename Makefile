@@ -1,5 +1,7 @@
 # Two commands on a fresh clone: `make demo` (set up, run the main job) and `make test` (set up, run every check).
 PYTHON ?= python3
+# The torch build to install first (here: the CPU wheel on local disk); any torch>=2.4 works: make TORCH=torch
+TORCH  ?= torch==2.13.0
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -9,6 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q '$(TORCH)'
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -29,6 +32,7 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_summarize.py
+	$(BIN)/python bench/bench_torch.py
 
 schema: $(STAMP)
 	$(BIN)/python -c "import json; from netdsl.spec.schema import build_schema; open('netdsl/schema.json', 'w').write(json.dumps(build_schema(), indent=1) + '\n')"

@@ -1,9 +1,18 @@
 """netdsl: declarative network definitions, checked before anything is built."""
 
+from typing import Any
+
 from netdsl.errors import Diagnostic, Loc, SpecError
 from netdsl.ir import Graph, Node
 from netdsl.spec.load import load, load_text
 
 __version__ = "0.1.0"
 
-__all__ = ["Diagnostic", "Graph", "Loc", "Node", "SpecError", "__version__", "load", "load_text"]
+__all__ = ["Diagnostic", "Graph", "Loc", "Node", "SpecError", "__version__", "compile", "load", "load_text"]
+
+
+def compile(spec: Any, **options: Any) -> Any:
+    """A spec file (or loaded Graph) as a torch.fx.GraphModule; imports torch (see netdsl.backends.pytorch.compile)."""
+    from netdsl.backends.pytorch import compile as compile_torch
+
+    return compile_torch(spec, **options)

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--depth", type=int, default=3, metavar="N", help="nesting depth of rows (default 3; 0 = all)")
+    p.add_argument("--torch", action="store_true", help="also build the PyTorch module on the meta device and cross-check counts and shapes")
     spec_options(p)
 
     p = sub.add_parser("check", help="validate specs: exit 0, or 2 with located errors")
@@ -76,6 +77,23 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     report = analyze(graph, args.depth or None)
     rule = input_rule(graph)
     sys.stdout.write(render_json(report, rule) if args.json else render_table(report, rule))
+    if args.torch:
+        return torch_cross_check(graph, report)
+    return 0
+
+
+def torch_cross_check(graph: Any, report: Any) -> int:
+    """Build the module on the meta device (no weights) and compare it with the IR."""
+    from netdsl.backends.pytorch import meta_cross_check
+
+    problems = meta_cross_check(graph)
+    for problem in problems:
+        print(f"PyTorch cross-check: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(
+        f"PyTorch cross-check (meta device): {report.params:,} params, {report.buffers:,} buffer elements and the output shapes of {len(graph.nodes)} nodes agree with the IR"
+    )
     return 0
 
 

@@ -65,6 +65,7 @@ class Graph:
     groups: tuple[Group, ...] = ()
     file: str = "<spec>"
     variables: dict[str, Any] = field(default_factory=dict)
+    init: dict[str, Any] = field(default_factory=dict)  # spec-wide initialization settings (top-level `init:`)
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)

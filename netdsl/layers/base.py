@@ -6,9 +6,12 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Shape = tuple[int, ...]
 """A per-sample shape; the batch dimension is symbolic and not stored."""
@@ -198,6 +201,10 @@ class Layer:
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
         """Multiply-accumulates per sample, counted as torchvision counts them (conv and linear only)."""
         return 0
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        """The PyTorch module for this layer at these input shapes (imports torch; backends only)."""
+        raise NotImplementedError(f"{self.type_name} has no PyTorch builder")
 
     def describe(self) -> str:
         """Short argument summary for tables, e.g. '64, k=3, s=1, p=1'."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
 from netdsl.layers.base import BOOL, PADDING, Layer, Shape, Tensor, arg, expect_rank, fmt_shape, int_kind, spatial, tuple_kind, window_out
 from netdsl.layers.registry import register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,14 @@ class _Conv(Layer):
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
         k = spatial(self.kernel, self.dims, "kernel")
         return math.prod(out) * (inputs[0][0] // self.groups) * math.prod(k)
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        geometry: Any = self._geometry(inputs[0])  # torch's stubs want fixed-length tuples
+        k, s, p, d = geometry
+        cls = nn.Conv2d if self.dims == 2 else nn.Conv1d
+        return cls(inputs[0][0], self.out, k, s, "same" if self.padding == "same" else p, d, self.groups, self.bias)
 
 
 @register("conv2d", "conv")
@@ -124,3 +135,10 @@ class ConvTranspose2d(Layer):
 
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
         return math.prod(inputs[0]) * (self.out // self.groups) * math.prod(spatial(self.kernel, 2, "kernel"))
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        k, s, p, op = (spatial(v, 2, name) for v, name in ((self.kernel, "kernel"), (self.stride, "stride"), (self.padding, "p"), (self.output_padding, "op")))
+        geometry: Any = (k, s, p, op)  # torch's stubs want fixed-length tuples
+        return nn.ConvTranspose2d(inputs[0][0], self.out, geometry[0], geometry[1], geometry[2], geometry[3], self.groups, self.bias)

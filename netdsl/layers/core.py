@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.errors import ShapeError
 from netdsl.layers.base import BOOL, Layer, Shape, Tensor, arg, expect_rank, float_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register("linear", "fc", "dense")
@@ -36,6 +39,11 @@ class Linear(Layer):
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
         return math.prod(inputs[0]) * self.out
 
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        return nn.Linear(inputs[0][-1], self.out, self.bias)
+
 
 @register("dropout")
 @dataclass(frozen=True)
@@ -50,6 +58,11 @@ class Dropout(Layer):
         if self.p >= 1:
             raise ShapeError("p = 1 drops everything; use a probability below 1")
         return x
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        return (nn.Dropout2d if isinstance(self, Dropout2d) else nn.Dropout)(self.p)
 
 
 @register("dropout2d")
@@ -71,3 +84,8 @@ class Flatten(Layer):
 
     def output_shape(self, x: Shape) -> Shape:
         return (math.prod(x),)
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        return nn.Flatten(1)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.errors import ShapeError
 from netdsl.layers.base import Layer, Shape, arg, enum_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Merge messages say {in0}, {in1}, ... where the builder puts the inputs' names.
 
@@ -35,6 +38,11 @@ class Add(Layer):
                 raise ShapeError(f"cannot add {{in0}} ({fmt_shape(first)}) and {{in{i}}} ({fmt_shape(x)}): shapes differ{hint}")
         return first
 
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from netdsl.backends.torch_modules import Add as Module
+
+        return Module()
+
 
 @register("mul")
 @dataclass(frozen=True)
@@ -50,6 +58,11 @@ class Mul(Layer):
                 raise ShapeError(f"cannot multiply {{in0}} ({fmt_shape(out)}) by {{in{i}}} ({fmt_shape(x)}): shapes neither match nor broadcast")
             out = tuple(max(p, q) for p, q in zip(out, x))
         return out
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from netdsl.backends.torch_modules import Mul as Module
+
+        return Module()
 
 
 @register("concat", "cat")
@@ -69,6 +82,11 @@ class Concat(Layer):
                 )
         return (sum(x[0] for x in inputs), *first[1:])
 
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from netdsl.backends.torch_modules import Concat as Module
+
+        return Module()
+
 
 @register("subsample")
 @dataclass(frozen=True)
@@ -83,6 +101,11 @@ class Subsample(Layer):
         if len(x) != 3:
             raise ShapeError(f"subsample needs a C x H x W input, got {fmt_shape(x)}")
         return (x[0], *(-(-n // self.stride) for n in x[1:]))
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from netdsl.backends.torch_modules import Subsample as Module
+
+        return Module(self.stride)
 
 
 @register("pad_channels")
@@ -101,3 +124,10 @@ class PadChannels(Layer):
         if self.where == "both" and (self.out - x[0]) % 2:
             raise ShapeError(f"padding {x[0]} to {self.out} channels on both sides needs an even difference")
         return (self.out, *x[1:])
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from netdsl.backends.torch_modules import PadChannels as Module
+
+        extra = self.out - inputs[0][0]
+        before = extra // 2 if self.where == "both" else 0
+        return Module(before, extra - before)

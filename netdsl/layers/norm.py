@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.errors import ShapeError
 from netdsl.layers.base import BOOL, Layer, Shape, Tensor, arg, expect_rank, float_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register("batchnorm", "bn")
@@ -35,6 +38,12 @@ class BatchNorm(Layer):
         c = inputs[0][0]
         return [("running_mean", (c,)), ("running_var", (c,)), ("num_batches_tracked", ())] if self.track_running_stats else []
 
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        cls = nn.BatchNorm2d if len(inputs[0]) == 3 else nn.BatchNorm1d
+        return cls(inputs[0][0], self.eps, self.momentum, self.affine, self.track_running_stats)
+
 
 @register("groupnorm", "gn")
 @dataclass(frozen=True)
@@ -59,6 +68,11 @@ class GroupNorm(Layer):
         c = inputs[0][0]
         return [("weight", (c,)), ("bias", (c,))] if self.affine else []
 
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        return nn.GroupNorm(self.groups, inputs[0][0], self.eps, self.affine)
+
 
 @register("layernorm", "ln")
 @dataclass(frozen=True)
@@ -81,6 +95,11 @@ class LayerNorm(Layer):
         shape = inputs[0][-self.dims :]
         return [("weight", shape), ("bias", shape)] if self.affine else []
 
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        return nn.LayerNorm(inputs[0][-self.dims :], self.eps, self.affine)
+
 
 @register("lrn", "local_response_norm")
 @dataclass(frozen=True)
@@ -98,3 +117,8 @@ class LocalResponseNorm(Layer):
     def output_shape(self, x: Shape) -> Shape:
         expect_rank(x, (2, 3), self.type_name)
         return x
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        return nn.LocalResponseNorm(self.size, self.alpha, self.beta, self.k)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
 from netdsl.layers.base import BOOL, Layer, Shape, arg, enum_kind, expect_rank, fmt_shape, int_kind, spatial, tuple_kind, window_out
 from netdsl.layers.registry import register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,18 @@ class _Pool(Layer):
                 raise ShapeError(f"kernel {ki} exceeds padded input {size + 2 * pi} (input {fmt_shape(x[1:])}, padding {pi})")
             sizes.append(out)
         return (x[0], *sizes)
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        n = self.dims
+        k = spatial(self.kernel, n, "kernel")
+        geometry: Any = (k, spatial(self.stride, n, "stride") if self.stride is not None else k, spatial(self.padding, n, "padding"))
+        k, s, p = geometry  # torch's stubs want fixed-length tuples
+        if isinstance(self, AvgPool2d | AvgPool1d):
+            avg = nn.AvgPool2d if n == 2 else nn.AvgPool1d
+            return avg(k, s, p, self.ceil_mode, getattr(self, "count_include_pad", True))
+        return (nn.MaxPool2d if n == 2 else nn.MaxPool1d)(k, s, p, ceil_mode=self.ceil_mode)
 
 
 @register("maxpool", "maxpool2d")
@@ -80,6 +95,12 @@ class _Adaptive(Layer):
         expect_rank(x, (3,), self.type_name)
         return (x[0], *spatial(self.size, 2, "size"))
 
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        cls = nn.AdaptiveMaxPool2d if isinstance(self, AdaptiveMaxPool2d) else nn.AdaptiveAvgPool2d
+        return cls(spatial(self.size, 2, "size"))
+
 
 @register("adaptive_avgpool", "adaptive_avgpool2d")
 @dataclass(frozen=True)
@@ -105,6 +126,11 @@ class GlobalAvgPool(Layer):
         expect_rank(x, (2, 3), self.type_name)
         return (x[0], *(1 for _ in x[1:])) if self.keepdim else (x[0],)
 
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from netdsl.backends.torch_modules import GlobalAvgPool as Module
+
+        return Module(self.keepdim)
+
 
 @register("upsample")
 @dataclass(frozen=True)
@@ -119,3 +145,8 @@ class Upsample(Layer):
     def output_shape(self, x: Shape) -> Shape:
         expect_rank(x, (3,), self.type_name)
         return (x[0], *(n * self.scale for n in x[1:]))
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        return nn.Upsample(scale_factor=self.scale, mode=self.mode, align_corners=False if self.mode == "bilinear" else None)

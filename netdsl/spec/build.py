@@ -434,7 +434,8 @@ def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, 
     out, _ = builder.build_list(builder.entries(layers, dict(variables)), root, INPUT)
     if builder.diagnostics or out is None:
         return None, builder.diagnostics
-    graph = Graph(str(tree["name"]), input_shape, tuple(builder.nodes), out, tuple(builder.groups), file, dict(variables))
+    init = _plain(tree.get("init", {}))
+    graph = Graph(str(tree["name"]), input_shape, tuple(builder.nodes), out, tuple(builder.groups), file, dict(variables), init)
     return graph, []
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from netdsl.layers import LAYERS, Layer
 from netdsl.layers.base import MAX_SIZE
+from netdsl.spec.init_schema import init_schema
 from netdsl.spec.limits import LIMIT_PATTERN, LIMITS
 
 FORMAT_VERSION = 1
@@ -31,10 +32,7 @@ COMMON: dict[str, dict[str, Any]] = {
     "frozen": {"type": "boolean", "description": "exclude the parameters from training"},
     "when": {"anyOf": [{"type": "boolean"}, EXPR], "description": "include only if true; a skipped layer passes its input through"},
 }
-INIT = {
-    "description": "weight initialization (used by the PyTorch backend)",
-    "anyOf": [{"type": "string", "minLength": 1}, {"type": "object"}],
-}
+INIT = init_schema()
 STRUCTURAL = ("group", "repeat")
 IMPORTS = {
     "description": "block libraries: a built-in name (resnet, densenet, mobilenet, ...) or a .yaml path relative to this file",
@@ -56,7 +54,7 @@ def layer_schema(cls: type[Layer]) -> dict[str, Any]:
             names = [spec.name, *spec.alias]
             required.append({"anyOf": [{"required": [n]} for n in names]} if spec.alias else {"required": names})
     if cls.has_weights:
-        props["init"] = INIT
+        props["init"] = {"$ref": "#/$defs/init"}
     props.update(COMMON)
     options: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
     if required:
@@ -100,6 +98,7 @@ def build_schema() -> dict[str, Any]:
         "additionalProperties": False,
     }
     defs["layers"] = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"}}
+    defs["init"] = INIT
     defs["layer"] = {
         "description": "a layer: its type alone ('relu'), or a one-key mapping {type: options}; other keys name user blocks",
         "anyOf": [
@@ -154,6 +153,16 @@ def build_schema() -> dict[str, Any]:
             "import": IMPORTS,
             "blocks": BLOCKS,
             "layers": list_ref,
+            "init": {
+                "description": "initialization defaults by layer type (a layer's own `init` wins), the seed, zero_init_residual",
+                "type": "object",
+                "properties": {
+                    "seed": {"type": "integer", "minimum": 0},
+                    "zero_init_residual": {"type": "boolean", "description": "zero the last BatchNorm scale of each residual branch (Goyal et al. 2017)"},
+                    **{name: {"$ref": "#/$defs/init"} for name, cls in sorted(LAYERS.items()) if cls.has_weights},
+                },
+                "additionalProperties": False,
+            },
             "limits": {
                 "description": "budgets: exceeding one is an error naming the biggest contributors",
                 "type": "object",

@@ -81,7 +81,9 @@ def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list
         chosen = _matching_branch(error)
         if chosen:
             return [d for e in chosen for d in _translate(e, tree, file)]
-        return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}")]
+        words = [str(w) for branch in schema.get(v, []) if isinstance(branch, dict) for w in branch.get("enum", [])]
+        hint = did_you_mean(inst, words) if isinstance(inst, str) else ""
+        return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}{hint}")]
     if v == "additionalProperties":
         allowed = [k for k in schema.get("properties", {})]
         out = []

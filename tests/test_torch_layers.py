@@ -1,0 +1,50 @@
+"""Every registered layer type, every example: the shape rule and the parameter list equal what the PyTorch module really does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import netdsl
+from netdsl.layers import LAYERS
+
+CASES = [(name, i) for name, cls in sorted(LAYERS.items()) for i in range(len(cls.examples)) if cls.arity == 1]
+
+
+def build(name: str, example: dict) -> netdsl.Node:
+    cls = LAYERS[name]
+    args = ", ".join(f"{k}: {list(v) if isinstance(v, tuple) else v}" for k, v in example.items())
+    shape = "x".join(map(str, cls.example_input))
+    text = f"netdsl: 1\nname: t\ninput: {shape}\nlayers:\n  - {name}: {{{args}}}\n" if args else f"netdsl: 1\nname: t\ninput: {shape}\nlayers:\n  - {name}\n"
+    return netdsl.load_text(text).nodes[0]
+
+
+@pytest.mark.parametrize(("name", "index"), CASES, ids=[f"{n}-{i}" for n, i in CASES])
+def test_shape_rule_and_parameters_match_the_module(name, index):
+    node = build(name, LAYERS[name].examples[index])
+    module = node.layer.to_torch(node.input_shapes).eval()
+    with torch.no_grad():
+        out = module(torch.randn(3, *node.input_shapes[0]))
+    assert tuple(out.shape) == (3, *node.shape)
+    assert [(f"0.{k}", tuple(v.shape)) for k, v in module.named_parameters()] == node.params()
+    assert [(f"0.{k}", tuple(v.shape)) for k, v in module.named_buffers()] == node.buffers()
+
+
+@pytest.mark.parametrize(("name", "shapes"), [("add", [(4, 5, 5), (4, 5, 5)]), ("mul", [(4, 5, 5), (4, 1, 1)]), ("concat", [(4, 5, 5), (2, 5, 5), (1, 5, 5)])])
+def test_merges_match_the_module(name, shapes):
+    layer = LAYERS[name]()
+    out = layer.to_torch(tuple(shapes))(*(torch.randn(2, *s) for s in shapes))
+    assert tuple(out.shape) == (2, *layer.infer(tuple(shapes)))
+
+
+def test_every_layer_type_has_a_torch_builder_and_an_example():
+    for name, cls in LAYERS.items():
+        assert cls.to_torch is not netdsl.layers.Layer.to_torch, name
+        assert cls.examples or cls.arity == 0, name
+
+
+def test_pad_channels_option_a_pads_evenly():
+    node = build("pad_channels", {"out": 8, "where": "both"})
+    x = torch.ones(1, *node.input_shapes[0])
+    y = node.layer.to_torch(node.input_shapes)(x)
+    assert y[0, :2].abs().sum() == 0 and y[0, -2:].abs().sum() == 0 and torch.all(y[0, 2:6] == 1)
