@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/netdsl check specs/*.yaml
 	$(BIN)/netdsl summarize specs/lenet5.yaml
-	$(BIN)/netdsl summarize specs/vgg16.yaml --depth 1
+	$(BIN)/netdsl train specs/lenet5.yaml
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
@@ -33,6 +33,8 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_summarize.py
 	$(BIN)/python bench/bench_torch.py
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_text.py
 
 schema: $(STAMP)
 	$(BIN)/python -c "import json; from netdsl.spec.schema import build_schema; open('netdsl/schema.json', 'w').write(json.dumps(build_schema(), indent=1) + '\n')"

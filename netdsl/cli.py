@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from netdsl.errors import Diagnostic, Loc, SpecError, render_source_line
+from netdsl.train.cli import COMMANDS as TRAIN_COMMANDS
+from netdsl.train.cli import add_commands as add_train_commands
 
 EXIT_USAGE = 2
 
@@ -52,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     spec_options(p)
 
     sub.add_parser("schema", help="print the spec JSON Schema (for editors, e.g. yaml-language-server)")
+    add_train_commands(sub, spec_options)
+
+    p = sub.add_parser("convert", help="write a spec in the other format: YAML <-> text (.net), comments kept")
+    p.add_argument("spec")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (the format follows its suffix); default: print in the other format")
+
+    p = sub.add_parser("fmt", help="rewrite specs (YAML or .net) in canonical layout, keeping comments")
+    p.add_argument("specs", nargs="+")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not formatted")
     return parser
 
 
@@ -140,6 +151,31 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1 if changes or a.input_shape != b.input_shape else 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from netdsl.convert import convert_file
+
+    text = convert_file(args.spec, args.output)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        print(f"{args.spec} -> {args.output}")
+    return 0
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from netdsl.fmt import fmt_files
+
+    result = fmt_files(args.specs, check=args.check)
+    for path in result.changed:
+        print(f"{'would reformat' if args.check else 'reformatted'} {path}")
+    verb = "would be reformatted" if args.check else "reformatted"
+    print(f"{len(result.changed)} {verb}, {len(result.unchanged)} already formatted" + (f", {len(result.failed)} with errors" if result.failed else ""))
+    if result.errors:
+        _print_errors(SpecError(result.errors))
+        return EXIT_USAGE
+    return 1 if args.check and result.changed else 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from netdsl.spec.schema import shipped_schema
 
@@ -164,7 +200,16 @@ def _print_errors(exc: SpecError) -> None:
                 print(excerpt, file=sys.stderr)
 
 
-COMMANDS = {"summarize": cmd_summarize, "check": cmd_check, "expand": cmd_expand, "diff": cmd_diff, "schema": cmd_schema}
+COMMANDS = {
+    **TRAIN_COMMANDS,
+    "summarize": cmd_summarize,
+    "check": cmd_check,
+    "expand": cmd_expand,
+    "diff": cmd_diff,
+    "schema": cmd_schema,
+    "convert": cmd_convert,
+    "fmt": cmd_fmt,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -189,7 +189,7 @@ def test_block_libraries_import_and_unknown_library():
     g = load("  - basic: {c: 3}\n", extra="import: [resnet]\n")
     assert {"0.conv1.weight", "0.bn2.running_var"} <= set(g.state_dict_shapes())
     assert messages("  - relu\n", extra="import: [resnt]\n") == [
-        "t.yaml:4:10: unknown block library 'resnt'; did you mean 'resnet'? (built-in: common, densenet, inception, mobilenet, resnet; or a .yaml path)"
+        "t.yaml:4:10: unknown block library 'resnt'; did you mean 'resnet'? (built-in: common, densenet, inception, mobilenet, resnet; or a .yaml or .net path)"
     ]
 
 

@@ -136,8 +136,8 @@ def test_pyramidnet_widths_round_to_nearest() -> None:
     # 1,732,856 sometimes given for it also floors the reference code's float *running sum* (16 + 8/9 + 8/9 + ...), which lands
     # just below 40, 48, 56 and 64 and so loses one more channel there -- a drift that closed-form expressions do not have.
     text = (SPECS / "pyramidnet110_a48.yaml").read_text()
-    floored = text.replace('c: "int(round(', 'c: "int((')
-    assert floored.count('c: "int((') == 3
+    floored = text.replace("c: int(round(", "c: int((")
+    assert floored.count("c: int((") == 3
     assert params_of(netdsl.load_text(floored, str(SPECS / "floored.yaml"))) == 1_739_730
 
 

@@ -6,8 +6,9 @@ from importlib import resources
 from pathlib import Path
 
 from netdsl.errors import Diagnostic, SpecError, did_you_mean
+from netdsl.spec.formats import parse_tree
 from netdsl.spec.validate import validate_tree
-from netdsl.spec.yaml_tree import YList, YMap, load_yaml
+from netdsl.spec.yaml_tree import YList, YMap
 
 Library = tuple[str, YMap]  # (file, its `blocks` mapping)
 
@@ -29,11 +30,11 @@ def load_libraries(tree: YMap, file: str) -> tuple[list[Library], list[Diagnosti
         for name, loc in zip(imports, imports.item_locs):
             if name in builtin:
                 path = builtin[name]
-            elif name.endswith((".yaml", ".yml")):
+            elif name.endswith((".yaml", ".yml", ".net")):
                 path = (base / name).resolve()
             else:
                 hint = did_you_mean(name, builtin)
-                diags.append(Diagnostic(loc, f"unknown block library '{name}'{hint} (built-in: {', '.join(builtin)}; or a .yaml path)"))
+                diags.append(Diagnostic(loc, f"unknown block library '{name}'{hint} (built-in: {', '.join(builtin)}; or a .yaml or .net path)"))
                 continue
             if path in seen:
                 continue
@@ -44,7 +45,7 @@ def load_libraries(tree: YMap, file: str) -> tuple[list[Library], list[Diagnosti
                 diags.append(Diagnostic(loc, f"cannot read block library '{name}': {exc.strerror}"))
                 continue
             try:
-                lib = load_yaml(text, str(path))
+                lib = parse_tree(text, str(path))
             except SpecError as exc:
                 diags.extend(exc.diagnostics)
                 continue

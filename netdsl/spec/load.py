@@ -15,6 +15,7 @@ from netdsl.input_sizes import input_rule
 from netdsl.ir import Graph
 from netdsl.layers.base import MAX_SIZE, Shape
 from netdsl.spec.build import block_defs, build_graph
+from netdsl.spec.formats import parse_tree
 from netdsl.spec.imports import load_libraries
 from netdsl.spec.limits import check_limits
 from netdsl.spec.validate import validate_tree
@@ -62,8 +63,29 @@ def load_text(
     input_shape: str | Shape | None = None,
     variables: Mapping[str, Any] | None = None,
 ) -> Graph:
-    """Parse, check and expand spec text into a Graph; raise SpecError with every problem found."""
-    tree = load_yaml(text, file)
+    """Parse, check and expand YAML spec text into a Graph; raise SpecError with every problem found."""
+    return load_tree(load_yaml(text, file), file, input_shape=input_shape, variables=variables)
+
+
+def load_net_text(
+    text: str,
+    file: str = "<spec>",
+    *,
+    input_shape: str | Shape | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> Graph:
+    """As load_text, for the text format (.net)."""
+    return load_tree(parse_tree(text, file, "net"), file, input_shape=input_shape, variables=variables)
+
+
+def load_tree(
+    tree: Any,
+    file: str,
+    *,
+    input_shape: str | Shape | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> Graph:
+    """Check and expand a raw spec tree (from either format) into a Graph; raise SpecError with every problem found."""
     libraries, problems = load_libraries(tree, file) if isinstance(tree, YMap) else ([], [])
     known = [name for _, blocks in libraries for name in blocks]
     if isinstance(tree, YMap) and isinstance(tree.get("blocks"), YMap):
@@ -121,9 +143,9 @@ def _with_size_hint(problems: list[Diagnostic], tree: YMap, file: str, shape: Sh
 
 
 def load(path: str | os.PathLike[str], **options: Any) -> Graph:
-    """Load a spec file into a checked Graph (see load_text for options)."""
+    """Load a spec file, YAML or .net by its suffix, into a checked Graph (see load_text for options)."""
     text, name = read_spec(path)
-    return load_text(text, name, **options)
+    return load_tree(parse_tree(text, name), name, **options)
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

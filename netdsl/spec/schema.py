@@ -11,6 +11,7 @@ from netdsl.layers import LAYERS, Layer
 from netdsl.layers.base import MAX_SIZE
 from netdsl.spec.init_schema import init_schema
 from netdsl.spec.limits import LIMIT_PATTERN, LIMITS
+from netdsl.train.config import TRAIN_SCHEMA
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "urn:netdsl:spec:1"
@@ -35,7 +36,7 @@ COMMON: dict[str, dict[str, Any]] = {
 INIT = init_schema()
 STRUCTURAL = ("group", "repeat")
 IMPORTS = {
-    "description": "block libraries: a built-in name (resnet, densenet, mobilenet, ...) or a .yaml path relative to this file",
+    "description": "block libraries: a built-in name (resnet, densenet, mobilenet, ...) or a .yaml or .net path relative to this file",
     "type": "array",
     "items": {"type": "string", "minLength": 1},
 }
@@ -99,6 +100,7 @@ def build_schema() -> dict[str, Any]:
     }
     defs["layers"] = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"}}
     defs["init"] = INIT
+    defs["train"] = TRAIN_SCHEMA
     defs["layer"] = {
         "description": "a layer: its type alone ('relu'), or a one-key mapping {type: options}; other keys name user blocks",
         "anyOf": [
@@ -163,6 +165,7 @@ def build_schema() -> dict[str, Any]:
                 },
                 "additionalProperties": False,
             },
+            "train": {"$ref": "#/$defs/train"},
             "limits": {
                 "description": "budgets: exceeding one is an error naming the biggest contributors",
                 "type": "object",

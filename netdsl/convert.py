@@ -1,0 +1,67 @@
+"""`netdsl convert`: a spec written in the other format (YAML <-> .net), the same raw tree, comments kept.
+
+Both directions go through the raw tree: parse, write, and parse the result again to check that it reads back to
+exactly the same tree (an internal check: a difference is a netdsl bug, not the user's).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from netdsl.layout import render, source_notes
+from netdsl.spec.formats import Format, format_of, parse_tree
+from netdsl.spec.load import read_spec
+from netdsl.write_net import write_net
+from netdsl.write_yaml import write_yaml
+
+
+def rewrite(text: str, file: str, to: Format) -> str:
+    """Spec text (its format told by `file`'s suffix) written in format `to`, with its comments; raises SpecError."""
+    source = format_of(file)
+    tree = parse_tree(text, file)
+    notes = source_notes(text, source)
+    lines = write_net(tree, file, notes, chains=source == "yaml") if to == "net" else write_yaml(tree)
+    out = render(lines, notes)
+    again = parse_tree(out, f"<{file} written as {to}>", to)
+    if not same_tree(tree, again):
+        raise RuntimeError(f"netdsl bug: {file} written as {to} does not read back to the same spec")
+    return out
+
+
+def same_tree(a: Any, b: Any) -> bool:
+    """Equal raw trees, strictly: 1, 1.0 and true differ; mapping order does not matter."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_tree(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_tree(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def other_format(path: str | os.PathLike[str]) -> Format:
+    return "yaml" if format_of(path) == "net" else "net"
+
+
+def convert_file(source: str | os.PathLike[str], target: str | os.PathLike[str] | None = None) -> str:
+    """Convert a spec file; write it to `target` (format by its suffix) if given; returns the converted text."""
+    text, name = read_spec(source)
+    out = rewrite(text, name, format_of(target) if target is not None else other_format(source))
+    if target is not None:
+        write_atomically(Path(target), out)
+    return out
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and os.replace, so a reader never sees half a file."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        if path.exists():
+            os.chmod(temp, path.stat().st_mode & 0o7777)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

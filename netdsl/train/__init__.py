@@ -1,0 +1,1 @@
+"""Training: the spec's `train:` section, data sources, augmentation, the loop, run directories, checkpoints."""

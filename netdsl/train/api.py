@@ -1,0 +1,267 @@
+"""`netdsl train`, `netdsl eval`, `netdsl predict`: from a spec file to a run directory and back."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
+from netdsl.ir import Graph
+from netdsl.spec.formats import parse_tree
+from netdsl.spec.load import load_tree, read_spec
+from netdsl.train.config import TRAIN_SCHEMA, resolve
+
+
+@dataclass
+class Prepared:
+    """A spec ready to train: its graph, resolved train settings, the resolved spec, and where relative paths start."""
+
+    graph: Graph
+    cfg: dict[str, Any]
+    resolved: dict[str, Any]
+    text: str
+    base: Path
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def apply_settings(train: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`--set train.optimizer.lr=0.01` and `--epochs 3`: dotted keys under train."""
+    out = copy.deepcopy(train)
+    for dotted, value in settings.items():
+        keys = dotted.split(".")[1:]
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise SpecError([Diagnostic(Loc("--set", 1, 1), f"'{dotted}': '{key}' is not a section")])
+        node[keys[-1]] = value
+    problems = sorted(jsonschema.Draft202012Validator(TRAIN_SCHEMA).iter_errors(out), key=lambda e: list(e.absolute_path))
+    if problems and settings:
+        e = problems[0]
+        where = ".".join(["train", *map(str, e.absolute_path)])
+        hint = ""
+        if e.validator == "additionalProperties":
+            allowed = list(e.schema.get("properties", {})) if isinstance(e.schema, dict) else []
+            extra = [k for k in e.instance if k not in allowed]
+            hint = did_you_mean(extra[0], allowed) if extra else ""
+        raise SpecError([Diagnostic(Loc("--set", 1, 1), f"{where}: {e.message}{hint}")])
+    return out
+
+
+def prepare(
+    spec: str | os.PathLike[str], settings: Mapping[str, Any] | None = None, variables: Mapping[str, Any] | None = None, input_shape: str | None = None
+) -> Prepared:
+    text, name = read_spec(spec)
+    tree = parse_tree(text, name)
+    graph = load_tree(tree, name, input_shape=input_shape, variables=variables)
+    train = apply_settings(_plain(tree.get("train", {})), settings or {})
+    cfg = resolve(train)
+    base = Path(name).resolve().parent
+    resolved = _plain(dict(tree))
+    resolved["input"] = "x".join(map(str, graph.input_shape))
+    if "params" in resolved:
+        resolved["params"] = {k: graph.variables.get(k, v) for k, v in resolved["params"].items()}
+    resolved["import"] = [str((base / i).resolve()) if str(i).endswith((".yaml", ".yml", ".net")) else i for i in resolved.get("import", [])] or None
+    resolved = {k: v for k, v in resolved.items() if v is not None}
+    resolved["train"] = cfg
+    return Prepared(graph, cfg, resolved, text, base)
+
+
+def _absolute_paths(cfg: dict[str, Any], base: Path) -> None:
+    for key in ("path", "val_path", "test_path"):
+        if key in cfg["data"]:
+            cfg["data"][key] = str((base / cfg["data"][key]).resolve())
+    transfer = cfg.get("transfer")
+    if transfer and "weights" in transfer:
+        transfer["weights"] = str((base / transfer["weights"]).resolve())
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)]
+    return [] if a == b else [prefix]
+
+
+def train(
+    spec: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] = "runs",
+    settings: Mapping[str, Any] | None = None,
+    variables: Mapping[str, Any] | None = None,
+    input_shape: str | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    allow_changes: bool = False,
+    run_dir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Train a spec with its own `train:` settings; returns the run directory."""
+    import torch
+
+    from netdsl.train.data import load_splits
+    from netdsl.train.loop import Distributed, Trainer, TrainingStopped, check_fit, write_results
+    from netdsl.train.plots import plot_curves
+    from netdsl.train.run import check_writable, environment, new_run_dir, write_status, write_yaml
+
+    say = log or (lambda line: print(line, flush=True))
+    prep = prepare(spec, settings, variables, input_shape)
+    cfg = prep.cfg
+    data = load_splits(cfg["data"], prep.graph.input_shape, prep.base)  # missing data fails before any run directory exists
+    check_fit(prep.graph, cfg, len(data.classes))
+    _absolute_paths(cfg, prep.base)
+    cfg["data"]["normalize"] = {"mean": data.mean, "std": data.std}
+    cfg["data"]["classes"] = data.classes
+    dist = Distributed()
+    if resume is not None:
+        run = Path(resume)
+        if not (run / "last.pt").exists():
+            raise SpecError([Diagnostic(Loc(str(run), 1, 1), "nothing to resume: no last.pt in this run directory")])
+        stored = yaml.safe_load((run / "resolved.yaml").read_text())
+        changed = _differences(stored, prep.resolved)
+        if changed and not allow_changes:
+            listed = ", ".join(changed[:12]) + (f", ... ({len(changed) - 12} more)" if len(changed) > 12 else "")
+            raise SpecError(
+                [Diagnostic(Loc(str(run / "resolved.yaml"), 1, 1), f"the spec differs from the run's in: {listed}; resume with --allow-changes to accept that")]
+            )
+    elif run_dir is not None:
+        run = Path(run_dir)
+        run.mkdir(parents=True, exist_ok=True)
+    else:
+        run = new_run_dir(Path(out), prep.graph.name) if dist.main else Path(out)
+    if dist.main:
+        check_writable(run)
+        if resume is None:
+            (run / "spec.yaml").write_text(prep.text)
+        write_yaml(run / "resolved.yaml", prep.resolved)
+    device = "cuda" if cfg["device"] != "cpu" and torch.cuda.is_available() else "cpu"
+    trainer = Trainer(prep.graph, cfg, data, run, prep.resolved, prep.base, progress=sys.stderr.isatty())
+    if resume is not None:
+        trainer.restore(run / "last.pt")
+    if dist.main:
+        from netdsl.train.checkpoint import write_json
+
+        write_json(run / "env.json", environment(device))
+        write_status(run, "running", epoch=trainer.epoch)
+        say(f"run {run}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test samples, {cfg['epochs']} epochs, device {device}")
+
+    def epoch_line(row: dict[str, Any]) -> None:
+        if dist.main:
+            fields = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_")))
+            say(f"epoch {row['epoch']}/{cfg['epochs']} {fields} lr {row['lr']:.2e} {row['time']:.1f}s {row['samples_per_s']:,.0f} samples/s")
+
+    try:
+        state = trainer.fit(epoch_line)
+    except TrainingStopped as exc:
+        if dist.main:
+            write_status(run, "failed", str(exc), epoch=trainer.epoch)
+        raise SpecError([Diagnostic(Loc(str(run), 1, 1), f"training stopped: {exc}")]) from None
+    except BaseException as exc:
+        if dist.main:
+            write_status(run, "failed", f"{type(exc).__name__}: {exc}", epoch=trainer.epoch)
+        raise
+    if state == "interrupted":
+        if dist.main:
+            write_status(run, "interrupted", trainer.stop_signal or "stopped", epoch=trainer.epoch, step=trainer.step)
+            say(f"interrupted by {trainer.stop_signal}: checkpoint written; continue with --resume {run}")
+        return run
+    results = trainer.test()
+    if dist.main:
+        write_results(run, results | {"epochs_run": len(trainer.history), "best": trainer.best, "monitor": cfg["checkpoint"]["monitor"]})
+        if trainer.history:
+            plot_curves(trainer.history, run / "curves.png", f"{prep.graph.name}: learning curves")
+        write_status(run, "finished", epoch=trainer.epoch)
+        say("test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()))
+    dist.barrier()
+    return run
+
+
+def evaluate(spec: str | os.PathLike[str], weights: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, **options: Any) -> dict[str, Any]:
+    """Test-split metrics and a confusion matrix PNG for a spec with trained weights."""
+    import torch
+
+    from netdsl.backends.pytorch import build_module, load_weights
+    from netdsl.train.checkpoint import weights_from_file
+    from netdsl.train.data import load_splits
+    from netdsl.train.plots import plot_confusion
+
+    prep = prepare(spec, **options)
+    data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
+    model = build_module(prep.graph).eval()
+    load_weights(model, weights_from_file(Path(weights)))
+    mean = torch.tensor(data.mean).view(1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
+    std = torch.tensor(data.std).view(1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
+    n = len(data.classes)
+    matrix = [[0] * n for _ in range(n)]
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(data.test), 256):
+            x, y = data.test.x[i : i + 256], data.test.y[i : i + 256]
+            pred = model((x - mean) / std).argmax(1)
+            correct += int((pred == y).sum())
+            for t, p in zip(y.tolist(), pred.tolist()):
+                matrix[t][p] += 1
+    target = Path(out) if out else Path(weights).with_name("confusion.png")
+    plot_confusion(matrix, data.classes, target, f"{prep.graph.name}: test confusion matrix")
+    return {"test_accuracy": correct / max(len(data.test), 1), "test_samples": len(data.test), "confusion_matrix": matrix, "confusion_png": str(target)}
+
+
+def predict(spec: str | os.PathLike[str], weights: str | os.PathLike[str], images: list[str], top: int = 3, **options: Any) -> list[dict[str, Any]]:
+    """Top-k classes for image files (or .npy arrays), normalized as the spec's data section says."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from netdsl.backends.pytorch import build_module, load_weights
+    from netdsl.train.checkpoint import weights_from_file
+    from netdsl.train.data import fit_to_input, load_splits
+
+    prep = prepare(spec, **options)
+    normalize = prep.cfg["data"]["normalize"]
+    if isinstance(normalize, dict) and prep.cfg["data"].get("classes"):
+        mean, std, classes = normalize["mean"], normalize["std"], prep.cfg["data"]["classes"]
+    else:
+        data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
+        mean, std, classes = data.mean, data.std, data.classes
+    model = build_module(prep.graph).eval()
+    load_weights(model, weights_from_file(Path(weights)))
+    out = []
+    for file in images:
+        try:
+            if file.endswith(".npy"):
+                x = torch.from_numpy(np.load(file, allow_pickle=False)).float()
+            else:
+                with Image.open(file) as img:
+                    x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+        except (OSError, ValueError) as exc:
+            raise SpecError([Diagnostic(Loc(file, 1, 1), f"cannot read input: {exc}")]) from None
+        x = fit_to_input(x[None] if x.dim() == len(prep.graph.input_shape) else x, prep.graph.input_shape)
+        shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
+        with torch.inference_mode():
+            probs = model((x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)).softmax(1)[0]
+        values, indices = probs.topk(min(top, len(probs)))
+        out.append(
+            {
+                "input": file,
+                "top": [{"class": classes[i] if i < len(classes) else str(i), "index": i, "p": round(float(v), 4)} for v, i in zip(values, indices.tolist())],
+            }
+        )
+    return out
+
+
+def results_json(results: Any) -> str:
+    return json.dumps(results, indent=2)

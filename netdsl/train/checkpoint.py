@@ -1,0 +1,102 @@
+"""Checkpoints and run files: written atomically (temp file, fsync, rename), checksummed, loaded with weights_only."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from netdsl.errors import Diagnostic, Loc, SpecError
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes so that readers see the old file or the new one, never half of either."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, text.encode())
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save with a SHA-256 of the bytes beside it (PATH.sha256); both atomic."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    write_atomic(path, data)
+    write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest() + "\n")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint verified against its checksum; a truncated or corrupt file is a clear one-line error."""
+    where = Loc(str(path), 1, 1)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SpecError([Diagnostic(where, f"cannot read checkpoint: {exc.strerror}")]) from None
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.exists() and sidecar.read_text().strip() != hashlib.sha256(data).hexdigest():
+        raise SpecError([Diagnostic(where, "checkpoint is corrupt or truncated (its SHA-256 does not match the .sha256 file)")])
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise SpecError([Diagnostic(where, f"not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")]) from None
+    if not isinstance(state, dict):
+        raise SpecError([Diagnostic(where, "not a netdsl checkpoint (expected a dict)")])
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a run draws from, in a form torch.load(weights_only=True) accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, gauss_np = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss_np))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def weights_from_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors, a plain .pt state dict, or a checkpoint's 'model' entry."""
+    where = Loc(str(path), 1, 1)
+    if not path.exists():
+        raise SpecError([Diagnostic(where, "no such weights file")])
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except Exception as exc:
+            raise SpecError([Diagnostic(where, f"not a readable .safetensors file ({exc})")]) from None
+    state = load_checkpoint(path)
+    weights = state.get("model", state)
+    if not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise SpecError([Diagnostic(where, "holds no state dict (expected tensors, or a checkpoint with 'model')")])
+    return dict(weights)

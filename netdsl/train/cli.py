@@ -1,0 +1,126 @@
+"""The training commands of the CLI (train, eval, predict): argument parsing only; torch is imported when they run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from netdsl.errors import Diagnostic, Loc, SpecError
+
+
+def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("train", help="train a spec with its train: settings; writes runs/<name>-<time>/")
+    p.add_argument("spec")
+    p.add_argument("--out", default="runs", help="where run directories go (default runs/)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly where its last checkpoint left it")
+    p.add_argument("--allow-changes", action="store_true", help="resume although the spec differs from the run's (e.g. more epochs)")
+    p.add_argument("--nproc", type=int, default=1, help="train with N processes (DistributedDataParallel through torchrun)")
+    p.add_argument("--run-dir", help=argparse.SUPPRESS)  # set by --nproc for its worker processes
+    spec_options(p)
+
+    p = sub.add_parser("eval", help="test-split metrics and a confusion matrix PNG for trained weights")
+    p.add_argument("spec")
+    p.add_argument("--weights", required=True, help="best.pt, last.pt or .safetensors")
+    p.add_argument("--out", help="confusion matrix PNG (default: beside the weights)")
+    p.add_argument("--json", action="store_true")
+    spec_options(p)
+
+    p = sub.add_parser("predict", help="top-k classes for images (or .npy arrays) with trained weights")
+    p.add_argument("spec")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    spec_options(p)
+
+
+def _split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """--set train.X=V goes to the training settings, any other --set to the spec's params."""
+    from netdsl.spec.load import parse_assignment
+
+    settings: dict[str, Any] = {}
+    variables: dict[str, Any] = {}
+    for text in args.set:
+        key, value = parse_assignment(text)
+        (settings if key.startswith("train.") else variables)[key] = value
+    if args.width is not None:
+        variables["width_mult"] = args.width
+    if args.depth_mult is not None:
+        variables["depth_mult"] = args.depth_mult
+    if getattr(args, "epochs", None) is not None:
+        if args.epochs < 1:
+            raise SpecError([Diagnostic(Loc("--epochs", 1, 1), f"--epochs must be >= 1, got {args.epochs}")])
+        settings["train.epochs"] = args.epochs
+    return settings, variables
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return launch(args)
+    from netdsl.train.api import train
+
+    settings, variables = _split_settings(args)
+    run = train(
+        args.spec,
+        out=args.out,
+        settings=settings,
+        variables=variables,
+        input_shape=args.input,
+        resume=args.resume,
+        allow_changes=args.allow_changes,
+        run_dir=args.run_dir,
+    )
+    status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {"state": "finished"}
+    return 0 if status["state"] == "finished" else 130
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Re-run this command under torchrun with N local processes, all writing to one run directory."""
+    from pathlib import Path
+
+    from netdsl.spec.load import load
+    from netdsl.train.run import new_run_dir
+
+    run = Path(args.resume) if args.resume else Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.out), load(args.spec).name)
+    argv = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
+    if "--nproc" in sys.argv:
+        i = sys.argv.index("--nproc")
+        argv = sys.argv[1:i] + sys.argv[i + 2 :]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}", "-m", "netdsl", *argv]
+    if not args.resume:
+        command += ["--run-dir", str(run)]
+    return subprocess.call(command)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from netdsl.train.api import evaluate
+
+    settings, variables = _split_settings(args)
+    result = evaluate(args.spec, args.weights, args.out, settings=settings, variables=variables, input_shape=args.input)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_samples']} samples; confusion matrix: {result['confusion_png']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from netdsl.train.api import predict
+
+    settings, variables = _split_settings(args)
+    results = predict(args.spec, args.weights, args.inputs, args.top, settings=settings, variables=variables, input_shape=args.input)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['input']}: " + ", ".join(f"{t['class']} {t['p']:.3f}" for t in r["top"]))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}

@@ -1,0 +1,186 @@
+"""The `train:` section: its JSON Schema (with defaults) and the resolved settings. Torch-free.
+
+The schema is the one source of truth: validation uses it, and `resolve()` fills every default from it,
+so the run's resolved.yaml shows every setting that was in force.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+NUM = {"type": "number"}
+PROB = {"type": "number", "minimum": 0, "maximum": 1}
+POS = {"type": "number", "exclusiveMinimum": 0}
+COUNT = {"type": "integer", "minimum": 1}
+PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+STR_LIST = {"type": "array", "items": {"type": "string"}}
+MONITORS = ["val_loss", "val_accuracy", "val_mae", "val_mse", "train_loss", "train_accuracy"]
+
+
+def obj(properties: dict[str, Any], required: tuple[str, ...] = (), description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        out["required"] = list(required)
+    if description:
+        out["description"] = description
+    return out
+
+
+def d(schema: dict[str, Any], default: Any, description: str = "") -> dict[str, Any]:
+    out = {**schema, "default": default}
+    if description:
+        out["description"] = description
+    return out
+
+
+def aug(description: str, p: float = 0.5, **extra: Any) -> dict[str, Any]:
+    """An augmentation: a probability alone, or its options mapping."""
+    return {"description": description, "anyOf": [PROB, obj({"p": d(PROB, p, "probability per sample"), **extra})]}
+
+
+DATA = obj(
+    {
+        "source": d({"enum": ["digits", "synthetic", "image_folder", "npz", "mnist_idx", "cifar10_bin"]}, "digits", "where the samples come from"),
+        "path": {"type": "string", "description": "file or folder for image_folder, npz, mnist_idx, cifar10_bin (relative to the spec)"},
+        "val_path": {"type": "string", "description": "a separate validation set (same format), instead of a split"},
+        "test_path": {"type": "string", "description": "a separate test set (same format), instead of a split"},
+        "split": d(obj({"train": PROB, "val": PROB, "test": PROB}), {"train": 0.7, "val": 0.1, "test": 0.2}, "fractions of one data set"),
+        "shuffle": d({"type": "boolean"}, True, "shuffle before splitting"),
+        "seed": d({"type": "integer", "minimum": 0}, 0, "seed of the split"),
+        "normalize": d(
+            {"anyOf": [{"type": "boolean"}, obj({"mean": {"type": "array", "items": NUM}, "std": {"type": "array", "items": POS}}, ("mean", "std"))]},
+            True,
+            "true: per-channel mean/std of the training split; or given values; false: none",
+        ),
+        "classes": {"type": "array", "items": {"type": "string"}, "description": "class names (default: from the source)"},
+        "samples": d(COUNT, 512, "synthetic: number of samples"),
+        "num_classes": d(COUNT, 10, "synthetic: number of classes"),
+    },
+    description="data source, split, normalization",
+)
+
+AUGMENTATION = obj(
+    {
+        "hflip": aug("random horizontal flip"),
+        "vflip": aug("random vertical flip"),
+        "crop": aug("random crop after zero padding (CIFAR style)", 1.0, padding=d(COUNT, 4)),
+        "resized_crop": aug("random resized crop back to the input size", 1.0, scale=d(PAIR, [0.08, 1.0]), ratio=d(PAIR, [0.75, 1.3333])),
+        "rotation": aug("random rotation", degrees=d(POS, 15.0)),
+        "perspective": aug("random perspective warp", distortion=d(PROB, 0.5)),
+        "color_jitter": aug(
+            "random brightness/contrast/saturation/hue",
+            brightness=d(PROB, 0.2),
+            contrast=d(PROB, 0.2),
+            saturation=d(PROB, 0.2),
+            hue=d({"type": "number", "minimum": 0, "maximum": 0.5}, 0.0),
+        ),
+        "erasing": aug("random erasing of a rectangle", scale=d(PAIR, [0.02, 0.33]), ratio=d(PAIR, [0.3, 3.3])),
+    },
+    description="training-only augmentation, batched on the training device (kornia)",
+)
+
+OPTIMIZER = obj(
+    {
+        "name": d({"enum": ["sgd", "adam", "adamw", "rmsprop"]}, "adam"),
+        "lr": d(POS, 0.001, "learning rate"),
+        "momentum": d(PROB, 0.9, "sgd and rmsprop"),
+        "nesterov": d({"type": "boolean"}, False, "sgd"),
+        "betas": d(PAIR, [0.9, 0.999], "adam and adamw"),
+        "weight_decay": d({"type": "number", "minimum": 0}, 0.0, "L2 penalty (decoupled for adamw)"),
+        "l1": d({"type": "number", "minimum": 0}, 0.0, "L1 penalty added to the loss: l1 * sum(|w|)"),
+        "groups": d(
+            {"type": "array", "items": obj({"params": {"type": "string"}, "lr": POS, "weight_decay": {"type": "number", "minimum": 0}}, ("params",))},
+            [],
+            "per-layer-group settings, first match wins: [{params: 'features.*', lr: 1e-4}]",
+        ),
+        "clip_grad_norm": {"type": "number", "exclusiveMinimum": 0, "description": "clip the global gradient norm"},
+        "accumulate": d(COUNT, 1, "gradient accumulation steps"),
+    }
+)
+
+SCHEDULE = obj(
+    {
+        "name": d({"enum": ["none", "step", "multistep", "cosine", "onecycle", "plateau"]}, "none"),
+        "step_size": d(COUNT, 10, "step: epochs between decays"),
+        "gamma": d(POS, 0.1, "step/multistep: decay factor"),
+        "milestones": d({"type": "array", "items": COUNT}, [], "multistep: epochs"),
+        "warmup_epochs": d({"type": "integer", "minimum": 0}, 0, "cosine: linear warmup"),
+        "min_lr": d({"type": "number", "minimum": 0}, 0.0, "cosine: final learning rate"),
+        "max_lr": {"type": "number", "exclusiveMinimum": 0, "description": "onecycle: peak (default: optimizer lr)"},
+        "patience": d({"type": "integer", "minimum": 0}, 3, "plateau"),
+        "factor": d(PROB, 0.1, "plateau"),
+    }
+)
+
+LOSS = obj(
+    {
+        "name": d({"enum": ["cross_entropy", "mse", "bce_with_logits"]}, "cross_entropy"),
+        "label_smoothing": d({"type": "number", "minimum": 0, "maximum": 1}, 0.0),
+        "class_weights": {"type": "array", "items": {"type": "number", "minimum": 0}},
+    }
+)
+
+TRANSFER = obj(
+    {
+        "weights": {"type": "string", "description": ".pt (state dict or checkpoint) or .safetensors, relative to the spec"},
+        "strict": d({"type": "boolean"}, True, "every key must match (false: load what fits, report the rest)"),
+        "key_map": d({"type": "object", "additionalProperties": {"type": "string"}}, {}, "rename key prefixes: {old.: new.}"),
+        "freeze": d(STR_LIST, [], "module-path patterns to freeze, e.g. 'features.*'"),
+        "unfreeze_at": {"type": "integer", "minimum": 1, "description": "epoch (1-based) from which frozen layers train again"},
+        "replace_head": d({"type": "boolean"}, True, "when the weights' head has another number of classes, keep the new head"),
+    },
+    description="transfer learning: start from weights, freeze, fine-tune",
+)
+
+TRAIN_SCHEMA = obj(
+    {
+        "data": d(DATA, {}),
+        "augmentation": d(AUGMENTATION, {}),
+        "optimizer": d(OPTIMIZER, {}),
+        "schedule": d(SCHEDULE, {}),
+        "loss": d(LOSS, {}),
+        "metrics": d(
+            {"type": "array", "items": {"type": "string", "pattern": "^(accuracy|top[1-9][0-9]*|mse|mae)$"}}, ["accuracy"], "accuracy, topK, mse, mae"
+        ),
+        "epochs": d(COUNT, 10),
+        "batch_size": d(COUNT, 64),
+        "early_stopping": obj(
+            {
+                "monitor": d({"enum": MONITORS}, "val_loss"),
+                "mode": d({"enum": ["min", "max"]}, "min"),
+                "patience": d(COUNT, 5),
+                "min_delta": d({"type": "number", "minimum": 0}, 0.0),
+            }
+        ),
+        "checkpoint": d(
+            obj({"monitor": d({"enum": MONITORS}, "val_loss"), "mode": d({"enum": ["min", "max"]}, "min"), "every_steps": {"type": "integer", "minimum": 1}}),
+            {},
+            "last.pt every epoch (and every_steps), best.pt by the monitored metric",
+        ),
+        "device": d({"enum": ["auto", "cpu", "cuda"]}, "auto"),
+        "precision": d({"enum": ["fp32", "bf16", "fp16"]}, "fp32", "mixed precision on CUDA"),
+        "seed": d({"type": "integer", "minimum": 0}, 0),
+        "deterministic": d({"type": "boolean"}, True, "deterministic algorithms: identical runs give identical weights"),
+        "workers": d({"type": "integer", "minimum": 0}, 0, "data-loader worker processes"),
+        "transfer": TRANSFER,
+    },
+    description="training settings (netdsl train)",
+)
+
+
+def resolve(raw: dict[str, Any] | None, schema: dict[str, Any] = TRAIN_SCHEMA) -> dict[str, Any]:
+    """The settings with every default filled in from the schema (a plain, JSON-able dict)."""
+    value = copy.deepcopy(dict(raw or {}))
+    for key, sub in schema.get("properties", {}).items():
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+        if key in value and isinstance(value[key], dict) and sub.get("type") == "object" and "properties" in sub:
+            value[key] = resolve(value[key], sub)
+        elif key in value and "anyOf" in sub:
+            branch = next((b for b in sub["anyOf"] if b.get("type") == "object" and "properties" in b), None)
+            if branch and isinstance(value[key], (int, float)) and not isinstance(value[key], bool) and "p" in branch["properties"]:
+                value[key] = {"p": value[key]}  # an augmentation given as its probability alone
+            if branch and isinstance(value[key], dict):
+                value[key] = resolve(value[key], branch)
+    return value

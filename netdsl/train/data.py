@@ -1,0 +1,258 @@
+"""Data sources for training: in-memory tensors of images in [0, 1] at the spec's input shape, split three ways.
+
+Every source yields (x, y) with x: float32 N x C x H x W (or N x features) and y: int64 class indices.
+Images are resized to the spec's input and converted to its channel count, so any source fits any spec.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from netdsl.errors import Diagnostic, Loc, SpecError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+
+
+class DataError(SpecError):
+    """Data cannot be read or does not fit the spec (a one-line located error, like a spec error)."""
+
+
+def fail(where: str, message: str) -> DataError:
+    return DataError([Diagnostic(Loc(where, 1, 1), message)])
+
+
+def fit_to_input(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """N x C x H x W images (or N x features) resized and channel-converted to the spec's input shape."""
+    if len(shape) == 1:
+        x = x.reshape(len(x), -1)
+        if x.shape[1] != shape[0]:
+            x = F.interpolate(x[:, None], size=shape[0], mode="linear", align_corners=False)[:, 0]
+        return x.contiguous()
+    c, *size = shape
+    if x.shape[1] != c:
+        if x.shape[1] == 1:
+            x = x.expand(-1, c, *x.shape[2:])
+        elif c == 1:
+            x = (x[:, :3] * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)  # ITU-R BT.601 luma
+        else:
+            raise ValueError(f"cannot convert {x.shape[1]}-channel images to {c} channels")
+    if list(x.shape[2:]) != size:
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    return x.contiguous()
+
+
+def digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """scikit-learn's bundled 1,797 handwritten digits (8 x 8, 16 grey levels; UCI optdigits test set), no download."""
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0
+    return x, torch.tensor(bunch.target, dtype=torch.int64), [str(int(c)) for c in bunch.target_names]
+
+
+def synthetic(shape: tuple[int, ...], samples: int, num_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Separable class prototypes plus noise: a smoke-test data set that a network can learn quickly."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.rand(num_classes, *shape, generator=g)
+    y = torch.randint(0, num_classes, (samples,), generator=g)
+    x = (0.7 * prototypes[y] + 0.3 * torch.rand(samples, *shape, generator=g)).clamp(0, 1)
+    return x, y, [f"class{i}" for i in range(num_classes)]
+
+
+def image_folder(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """One sub-folder per class, images decoded with Pillow (kept at their own size until fit_to_input)."""
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if not classes:
+        raise fail(str(path), "no class sub-folders (expected one folder of images per class)")
+    xs, ys = [], []
+    size: tuple[int, int] | None = None
+    for label, name in enumerate(classes):
+        for file in sorted((path / name).iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(file) as img:
+                    rgb = img.convert("RGB")
+                    size = size or rgb.size
+                    rgb = rgb.resize(size) if rgb.size != size else rgb
+                    xs.append(torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size[1], size[0], 3).permute(2, 0, 1))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise fail(str(file), f"cannot decode image: {exc}") from None
+            ys.append(label)
+    if not xs:
+        raise fail(str(path), f"no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
+    return torch.stack(xs).float() / 255.0, torch.tensor(ys), classes
+
+
+def npz(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Arrays x (N x C x H x W, N x H x W x C, N x H x W or N x F; uint8 is scaled by 1/255) and y."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            if "x" not in arrays or "y" not in arrays:
+                raise fail(str(path), f"needs arrays 'x' and 'y'; has {', '.join(arrays.files) or 'none'}")
+            x_np, y_np = arrays["x"], arrays["y"]
+    except (OSError, ValueError) as exc:
+        raise fail(str(path), f"not a readable .npz file: {exc}") from None
+    x = torch.from_numpy(np.ascontiguousarray(x_np))
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    if x.dim() == 3:
+        x = x[:, None]
+    elif x.dim() == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.permute(0, 3, 1, 2)
+    y = torch.from_numpy(np.asarray(y_np)).long().reshape(-1)
+    if len(y) != len(x):
+        raise fail(str(path), f"x has {len(x)} samples but y has {len(y)}")
+    return x, y, [str(c) for c in range(int(y.max()) + 1)]
+
+
+def _idx(path: Path) -> torch.Tensor:
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype, dims = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08:
+        raise fail(str(path), "not an IDX file of unsigned bytes")
+    shape = struct.unpack(f">{dims}I", data[4 : 4 + 4 * dims])
+    return torch.frombuffer(bytearray(data[4 + 4 * dims :]), dtype=torch.uint8).view(*shape)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / name).exists():
+            return folder / name
+    raise fail(str(folder), f"no {stem}[.gz] here (MNIST/Fashion-MNIST IDX files)")
+
+
+def mnist_idx(path: Path) -> tuple[Split, Split, list[str]]:
+    """The four IDX files of MNIST or Fashion-MNIST: (train, test)."""
+    out = []
+    for prefix in ("train", "t10k"):
+        images, labels = _idx(_find(path, f"{prefix}-images-idx3-ubyte")), _idx(_find(path, f"{prefix}-labels-idx1-ubyte"))
+        out.append(Split(images[:, None].float() / 255.0, labels.long()))
+    return out[0], out[1], [str(i) for i in range(10)]
+
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def cifar10_bin(path: Path) -> tuple[Split, Split, list[str]]:
+    """The CIFAR-10 binary version: data_batch_1..5.bin and test_batch.bin, 1 label byte + 3,072 pixel bytes each."""
+
+    def read(files: list[Path]) -> Split:
+        raw = b"".join(f.read_bytes() for f in files)
+        if len(raw) % 3073:
+            raise fail(str(files[0]), "size is not a multiple of 3,073 bytes (CIFAR-10 binary records)")
+        records = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, 3073)
+        return Split(records[:, 1:].reshape(-1, 3, 32, 32).float() / 255.0, records[:, 0].long())
+
+    train_files = sorted(path.glob("data_batch_*.bin"))
+    if not train_files or not (path / "test_batch.bin").exists():
+        raise fail(str(path), "expected data_batch_1..5.bin and test_batch.bin (the CIFAR-10 binary version)")
+    meta = path / "batches.meta.txt"
+    classes = [c for c in meta.read_text().split() if c] if meta.exists() else CIFAR10_CLASSES
+    return read(train_files), read([path / "test_batch.bin"]), classes
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, fractions: list[float], shuffle: bool, seed: int) -> list[Split]:
+    n = len(y)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+    total = sum(fractions)
+    bounds = [0]
+    for f in fractions:
+        bounds.append(min(n, bounds[-1] + math.floor(n * f / total + 0.5)))
+    bounds[-1] = n
+    return [Split(x[order[a:b]], y[order[a:b]]) for a, b in itertools.pairwise(bounds)]
+
+
+def load_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: Path) -> Splits:
+    """Read the configured source, split it, fit it to the input shape, and compute normalization."""
+    source = cfg["source"]
+    fractions = cfg["split"]
+
+    def resolve(key: str) -> Path:
+        if key not in cfg:
+            raise fail("train.data", f"source '{source}' needs data.{key}")
+        path = (base / cfg[key]).resolve()
+        if not path.exists():
+            raise fail(str(path), f"no such file or folder (train.data.{key})")
+        return path
+
+    own_test: Split | None = None
+    if source == "digits":
+        x, y, classes = digits()
+    elif source == "synthetic":
+        x, y, classes = synthetic(input_shape, cfg["samples"], cfg["num_classes"], cfg["seed"])
+    elif source == "image_folder":
+        x, y, classes = image_folder(resolve("path"))
+    elif source == "npz":
+        x, y, classes = npz(resolve("path"))
+    else:
+        reader = mnist_idx if source == "mnist_idx" else cifar10_bin
+        train, own_test, classes = reader(resolve("path"))
+        x, y = train.x, train.y
+    if "test_path" in cfg or "val_path" in cfg:
+        reader_for = {"image_folder": image_folder, "npz": npz}
+        if source not in reader_for:
+            raise fail("train.data", f"val_path/test_path need source image_folder or npz, not '{source}'")
+        if "test_path" in cfg:
+            tx, ty, _ = reader_for[source](resolve("test_path"))
+            own_test = Split(tx, ty)
+    parts = ["train", "val"] if own_test is not None else ["train", "val", "test"]
+    splits = dict(zip(parts, _split(x, y, [fractions.get(p, 0.0) for p in parts], cfg["shuffle"], cfg["seed"])))
+    if "val_path" in cfg:
+        vx, vy, _ = {"image_folder": image_folder, "npz": npz}[source](resolve("val_path"))
+        splits["val"] = Split(vx, vy)
+    if own_test is not None:
+        splits["test"] = own_test
+    try:
+        fitted = {k: Split(fit_to_input(s.x, input_shape), s.y) for k, s in splits.items()}
+    except ValueError as exc:
+        raise fail("train.data", f"{exc} (the spec's input is {'x'.join(map(str, input_shape))})") from None
+    if len(fitted["train"]) == 0:
+        raise fail("train.data", "the training split is empty")
+    mean, std = normalization(cfg["normalize"], fitted["train"].x)
+    return Splits(fitted["train"], fitted["val"], fitted["test"], list(cfg.get("classes") or classes), mean, std)
+
+
+def normalization(setting: Any, x: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std: given, computed from the training split, or identity."""
+    channels = x.shape[1] if x.dim() == 4 else 1
+    if setting is False:
+        return [0.0] * channels, [1.0] * channels
+    if isinstance(setting, dict):
+        return [float(v) for v in setting["mean"]], [float(v) for v in setting["std"]]
+    dims = (0, 2, 3) if x.dim() == 4 else (0, 1)
+    mean, std = x.mean(dims), x.std(dims).clamp_min(1e-6)
+    return [round(float(v), 6) for v in mean.reshape(-1)], [round(float(v), 6) for v in std.reshape(-1)]

@@ -1,0 +1,310 @@
+"""netdsl train: run directories, settings, resume, interruption, transfer learning, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from netdsl.errors import SpecError
+from netdsl.train.api import train
+from netdsl.train.checkpoint import load_checkpoint
+from tests.conftest import ROOT
+
+TINY = """netdsl: 1
+name: tiny
+input: 1x12x12
+params: {classes: 4}
+layers:
+  - conv: {name: conv, out: 8, k: 3, p: 1}
+  - relu
+  - maxpool: 2
+  - flatten
+  - linear: {name: hidden, out: 32}
+  - relu
+  - dropout: 0.1
+  - linear: {name: head, out: classes}
+train:
+  data: {source: synthetic, samples: 240, num_classes: 4, seed: 1}
+  optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+  batch_size: 16
+  epochs: 3
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def quiet(*_: object) -> None:
+    return None
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "last.pt")["model"]
+
+
+def test_run_directory_has_every_file(tiny, tmp_path):
+    run = train(tiny, out=tmp_path / "runs", log=quiet)
+    assert run.parent == tmp_path / "runs" and run.name.startswith("tiny-")
+    names = {p.name for p in run.iterdir()}
+    assert {
+        "spec.yaml",
+        "resolved.yaml",
+        "env.json",
+        "metrics.csv",
+        "metrics.jsonl",
+        "last.pt",
+        "best.pt",
+        "best.safetensors",
+        "curves.png",
+        "results.json",
+        "status.json",
+    } <= names
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "time", "samples_per_s"} <= set(rows[0])
+    assert (run / "metrics.csv").read_text().splitlines()[0].startswith("epoch,lr,train_loss")
+    results = json.loads((run / "results.json").read_text())
+    assert results["test_samples"] == 48 and 0 <= results["test_accuracy"] <= 1
+    env = json.loads((run / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert (run / "spec.yaml").read_text() == TINY
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resolved_spec_fills_defaults_and_reproduces_the_run(tiny, tmp_path):
+    run = train(tiny, out=tmp_path / "a", log=quiet, settings={"train.optimizer.lr": 0.02})
+    resolved = yaml.safe_load((run / "resolved.yaml").read_text())
+    assert resolved["train"]["optimizer"] == {
+        "name": "sgd",
+        "lr": 0.02,
+        "momentum": 0.9,
+        "nesterov": False,
+        "betas": [0.9, 0.999],
+        "weight_decay": 0.0,
+        "l1": 0.0,
+        "groups": [],
+        "accumulate": 1,
+    }
+    assert resolved["train"]["seed"] == 0 and resolved["train"]["data"]["classes"] == ["class0", "class1", "class2", "class3"]
+    assert set(resolved["train"]["data"]["normalize"]) == {"mean", "std"}
+    again = train(run / "resolved.yaml", out=tmp_path / "b", log=quiet)
+    a, b = final_weights(run), final_weights(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # deterministic: the resolved spec is the whole recipe
+
+
+def test_output_width_must_match_the_classes(tiny, tmp_path):
+    with pytest.raises(SpecError) as info:
+        train(tiny, out=tmp_path, variables={"classes": 3}, log=quiet)
+    (message,) = [str(d) for d in info.value.diagnostics]
+    assert message == (
+        f"{tiny}:13:5: linear 'head': the network outputs 3 but the data has 4 classes; "
+        "make the last layer output 4 (its out option, or the spec parameter behind it: --set NAME=4), "
+        "or start from other weights with train.transfer (replace_head)"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_data_fails_before_a_run_directory_exists(tiny, tmp_path):
+    with pytest.raises(SpecError, match=r"no such file or folder \(train.data.path\)"):
+        train(tiny, out=tmp_path / "runs", settings={"train.data.source": "npz", "train.data.path": "nothing.npz"}, log=quiet)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unwritable_output_directory(tiny, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SpecError, match="cannot create the run directory"):
+        train(tiny, out=blocker / "runs", log=quiet)
+
+
+def test_unknown_setting_suggests(tiny, tmp_path):
+    with pytest.raises(SpecError) as info:
+        train(tiny, out=tmp_path, settings={"train.optimizer.lrr": 0.1}, log=quiet)
+    assert str(info.value) == "--set:1:1: train.optimizer: Additional properties are not allowed ('lrr' was unexpected); did you mean 'lr'?"
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path):
+    with pytest.raises(SpecError, match="training stopped: the loss became"):
+        train(tiny, out=tmp_path, settings={"train.optimizer.lr": 1e30, "train.optimizer.momentum": 0.0}, log=quiet)
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "the loss became" in status["reason"]
+
+
+def test_resume_refuses_a_changed_spec_and_lists_the_keys(tiny, tmp_path):
+    run = train(tiny, out=tmp_path, log=quiet)
+    with pytest.raises(SpecError) as info:
+        train(tiny, resume=run, settings={"train.epochs": 5, "train.optimizer.lr": 0.01}, log=quiet)
+    assert str(info.value).endswith("the spec differs from the run's in: train.epochs, train.optimizer.lr; resume with --allow-changes to accept that")
+    more = train(tiny, resume=run, settings={"train.epochs": 5}, allow_changes=True, log=quiet)
+    assert [json.loads(x)["epoch"] for x in (more / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+def run_cli(args: list[str], **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "netdsl", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def wait_for_rows(run_parent: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for metrics in run_parent.glob("*/metrics.jsonl"):
+            if len(metrics.read_text().splitlines()) >= rows:
+                return metrics.parent
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.02)
+    raise AssertionError("training did not get that far")
+
+
+def test_kill_9_mid_epoch_then_resume_is_bitwise_identical(tiny, tmp_path):
+    settings = ["--set", "train.epochs=5", "--set", "train.checkpoint.every_steps=3"]
+    straight = train(tiny, out=tmp_path / "straight", settings={"train.epochs": 5, "train.checkpoint.every_steps": 3}, log=quiet)
+    proc = run_cli(["train", str(tiny), "--out", str(tmp_path / "killed"), *settings])
+    run = wait_for_rows(tmp_path / "killed", 2, proc)  # epoch 2 done: now inside epoch 3
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((run / "status.json").read_text())["state"] == "running"  # killed hard: nothing marked it
+    resumed = run_cli(["train", str(tiny), "--resume", str(run), *settings])
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read() if resumed.stdout else ""
+    a, b = final_weights(straight), final_weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (straight / "metrics.jsonl").read_text().count("\n") == (run / "metrics.jsonl").read_text().count("\n") == 5
+    strip = [{k: v for k, v in json.loads(line).items() if k not in ("time", "samples_per_s")} for line in (run / "metrics.jsonl").read_text().splitlines()]
+    want = [{k: v for k, v in json.loads(line).items() if k not in ("time", "samples_per_s")} for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert strip == want
+    assert json.loads((run / "results.json").read_text())["test_accuracy"] == json.loads((straight / "results.json").read_text())["test_accuracy"]
+
+
+def test_sigterm_finishes_the_step_writes_a_checkpoint_and_marks_interrupted(tiny, tmp_path):
+    proc = run_cli(["train", str(tiny), "--out", str(tmp_path), "--set", "train.epochs=200"])
+    run = wait_for_rows(tmp_path, 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["reason"] == "SIGTERM"
+    state = load_checkpoint(run / "last.pt")
+    assert 1 <= state["epoch"] < 200
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tiny, tmp_path):
+    run = train(tiny, out=tmp_path, log=quiet)
+    data = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SpecError) as info:
+        train(tiny, resume=run, log=quiet)
+    assert str(info.value) == f"{run / 'last.pt'}:1:1: checkpoint is corrupt or truncated (its SHA-256 does not match the .sha256 file)"
+
+
+def test_transfer_learning_new_head_frozen_backbone_and_unfreeze(tiny, tmp_path):
+    source = train(tiny, out=tmp_path / "src", log=quiet)
+    spec = tmp_path / "finetune.yaml"
+    spec.write_text(
+        TINY.replace("classes: 4}", "classes: 3}").replace("num_classes: 4, seed: 1", "num_classes: 3, seed: 2")
+        + f"  transfer: {{weights: {source / 'best.pt'}, freeze: ['conv.*', 'hidden.*'], unfreeze_at: 3}}\n"
+    )
+    run = train(spec, out=tmp_path / "ft", settings={"train.epochs": 3}, log=quiet)
+    before, after = load_checkpoint(source / "best.pt")["model"], final_weights(run)
+    assert after["head.weight"].shape == (3, 32)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 3
+    best_epoch2 = load_checkpoint(run / "best.pt")
+    assert best_epoch2["epoch"] >= 1
+    assert not torch.equal(before["conv.weight"], after["conv.weight"])  # trained again from epoch 3
+
+
+def test_frozen_backbone_stays_put_without_unfreeze(tiny, tmp_path):
+    source = train(tiny, out=tmp_path / "src", log=quiet)
+    spec = tmp_path / "frozen.yaml"
+    spec.write_text(TINY + f"  transfer: {{weights: {source / 'best.pt'}, freeze: ['conv.*']}}\n")
+    run = train(spec, out=tmp_path / "ft", settings={"train.epochs": 2}, log=quiet)
+    assert torch.equal(load_checkpoint(source / "best.pt")["model"]["conv.weight"], final_weights(run)["conv.weight"])
+
+
+def test_weights_that_do_not_fit_are_listed(tiny, tmp_path):
+    weights = tmp_path / "w.pt"
+    torch.save({"conv.weight": torch.zeros(8, 1, 5, 5)}, weights)
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(TINY + f"  transfer: {{weights: {weights}}}\n")
+    with pytest.raises(SpecError) as info:
+        train(spec, out=tmp_path, log=quiet)
+    message = str(info.value)
+    assert message.startswith(f"{weights}:1:1: weights do not fit the network: missing 5: conv.bias, head.bias, head.weight, hidden.bias, hidden.weight;")
+    assert "mis-shaped 1: conv.weight (expected [8, 1, 3, 3], got [8, 1, 5, 5])" in message
+
+
+@pytest.mark.parametrize("schedule", ["step", "multistep", "cosine", "onecycle", "plateau"])
+def test_schedules_run_and_change_the_learning_rate(tiny, tmp_path, schedule):
+    settings = {
+        "train.schedule.name": schedule,
+        "train.schedule.step_size": 1,
+        "train.schedule.milestones": [1],
+        "train.schedule.warmup_epochs": 1,
+        "train.schedule.patience": 0,
+    }
+    run = train(tiny, out=tmp_path, settings=settings, log=quiet)
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(set(lrs)) > 1 or schedule == "plateau"
+
+
+def test_augmentation_only_in_training(tiny, tmp_path):
+    from netdsl.train.api import prepare
+    from netdsl.train.data import load_splits
+    from netdsl.train.loop import Trainer
+
+    prep = prepare(tiny, settings={"train.augmentation": {"vflip": 1.0, "erasing": 1.0}})
+    data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
+    trainer = Trainer(prep.graph, prep.cfg, data, tmp_path, prep.resolved, prep.base, progress=False)
+    x = data.val.x[:4]
+    expected = (x - trainer.mean) / trainer.std
+    assert torch.equal(trainer.prepare(x, train=False), expected)
+    assert not torch.equal(trainer.prepare(x, train=True), expected)
+
+
+def test_l1_accumulation_clipping_and_label_smoothing_run(tiny, tmp_path):
+    settings = {
+        "train.optimizer.l1": 1e-4,
+        "train.optimizer.accumulate": 2,
+        "train.optimizer.clip_grad_norm": 1.0,
+        "train.loss.label_smoothing": 0.1,
+        "train.metrics": ["accuracy", "top2"],
+    }
+    run = train(tiny, out=tmp_path, settings=settings, log=quiet)
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["train_top2"] >= row["train_accuracy"]
+
+
+def test_early_stopping(tiny, tmp_path):
+    settings = {"train.epochs": 50, "train.early_stopping": {"monitor": "val_loss", "mode": "min", "patience": 1, "min_delta": 10.0}}
+    run = train(tiny, out=tmp_path, settings=settings, log=quiet)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # nothing beats epoch 1 by 10, so it stops after one more
+
+
+def test_eval_and_predict_cli(tiny, tmp_path, cli):
+    run = train(tiny, out=tmp_path, log=quiet)
+    code, out, err = cli("eval", str(tiny), "--weights", str(run / "best.pt"), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["test_samples"] == 48 and sum(map(sum, result["confusion_matrix"])) == 48
+    assert Path(result["confusion_png"]).read_bytes()[:4] == b"\x89PNG"
+    import numpy as np
+
+    sample = tmp_path / "x.npy"
+    np.save(sample, np.random.rand(1, 12, 12).astype("float32"))
+    code, out, err = cli("predict", str(run / "resolved.yaml"), str(sample), "--weights", str(run / "best.safetensors"), "--top", "2")
+    assert code == 0, err
+    assert out.startswith(f"{sample}: class") and out.count("class") == 2
