@@ -308,3 +308,21 @@ def test_eval_and_predict_cli(tiny, tmp_path, cli):
     code, out, err = cli("predict", str(run / "resolved.yaml"), str(sample), "--weights", str(run / "best.safetensors"), "--top", "2")
     assert code == 0, err
     assert out.startswith(f"{sample}: class") and out.count("class") == 2
+
+
+def test_per_layer_group_learning_rates_and_weight_decay(tiny, tmp_path):
+    from netdsl.train.api import prepare
+    from netdsl.train.data import load_splits
+    from netdsl.train.loop import Trainer
+
+    groups = [{"params": "conv.*", "lr": 0.001}, {"params": "hidden", "lr": 0.002, "weight_decay": 0.1}]
+    prep = prepare(tiny, settings={"train.optimizer.groups": groups, "train.optimizer.weight_decay": 0.01})
+    data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
+    trainer = Trainer(prep.graph, prep.cfg, data, tmp_path, prep.resolved, prep.base, progress=False)
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    summary = [(sorted(names[id(p)] for p in g["params"]), g["lr"], g["weight_decay"]) for g in trainer.optimizer.param_groups]
+    assert summary == [
+        (["conv.bias", "conv.weight"], 0.001, 0.01),
+        (["hidden.bias", "hidden.weight"], 0.002, 0.1),
+        (["head.bias", "head.weight"], 0.05, 0.01),  # the rest: the optimizer's own lr
+    ]

@@ -135,16 +135,13 @@ class Trainer:
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg["optimizer"]
-        groups: list[dict[str, Any]] = [{"params": [], **g} for g in o["groups"]]
+        groups: list[dict[str, Any]] = [{**g, "pattern": g["params"], "params": []} for g in o["groups"]]
         rest: list[nn.Parameter] = []
         for name, p in self.model.named_parameters():  # frozen ones too: unfreeze_at can make them train later
-            group = next((g for g in groups if fnmatch.fnmatch(name, g["params"]) or fnmatch.fnmatch(name, g["params"] + ".*")), None)
+            group = next((g for g in groups if fnmatch.fnmatch(name, g["pattern"]) or fnmatch.fnmatch(name, g["pattern"] + ".*")), None)
             (group["params"] if group else rest).append(p)
-        param_groups = [{**g, "params": g["params"]} for g in groups if g["params"]] + [{"params": rest}]
-        for g in param_groups:
-            g.pop("params_pattern", None)
         base = {"lr": o["lr"], "weight_decay": o["weight_decay"]}
-        cleaned = [{k: v for k, v in g.items() if k in ("params", "lr", "weight_decay")} for g in param_groups]
+        cleaned = [{k: v for k, v in g.items() if k in ("params", "lr", "weight_decay")} for g in [*groups, {"params": rest}] if g["params"]]
         name = o["name"]
         if name == "sgd":
             return torch.optim.SGD(cleaned, **base, momentum=o["momentum"], nesterov=o["nesterov"])
