@@ -326,3 +326,31 @@ def test_per_layer_group_learning_rates_and_weight_decay(tiny, tmp_path):
         (["hidden.bias", "hidden.weight"], 0.002, 0.1),
         (["head.bias", "head.weight"], 0.05, 0.01),  # the rest: the optimizer's own lr
     ]
+
+
+def test_progress_bar_on_a_terminal_plain_lines_otherwise(tiny, tmp_path):
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "netdsl", "train", str(tiny), "--out", str(tmp_path / "tty"), "--epochs", "1"], cwd=ROOT, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(timeout=120) == 0
+    shown = b"".join(chunks).decode()
+    assert "\repoch 1/1 [" in shown and "samples/s" in shown  # redrawn in place with loss, accuracy, lr and rate
+    assert "] 11/11 loss " in shown  # 168 training samples (70% of 240) in batches of 16
+    plain = subprocess.run(
+        [sys.executable, "-m", "netdsl", "train", str(tiny), "--out", str(tmp_path / "pipe"), "--epochs", "1"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert "\r" not in plain.stdout + plain.stderr
+    assert [line.split()[0:2] for line in plain.stdout.splitlines()][1] == ["epoch", "1/1"]
