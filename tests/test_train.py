@@ -201,13 +201,24 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_marks_interrupted(tin
     assert 1 <= state["epoch"] < 200
 
 
-def test_corrupt_checkpoint_is_a_clear_error(tiny, tmp_path):
+def test_truncated_or_corrupt_checkpoint_is_a_clear_error(tiny, tmp_path):
+    from netdsl.train.checkpoint import save_checkpoint
+
     run = train(tiny, out=tmp_path, log=quiet)
     data = (run / "last.pt").read_bytes()
     (run / "last.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(SpecError) as info:
         train(tiny, resume=run, log=quiet)
-    assert str(info.value) == f"{run / 'last.pt'}:1:1: checkpoint is corrupt or truncated (its SHA-256 does not match the .sha256 file)"
+    assert str(info.value).startswith(f"{run / 'last.pt'}:1:1: checkpoint is truncated or corrupt (")
+    stored = torch.load(run / "best.pt", weights_only=True)  # with the checksum it was saved with
+    stored["model"]["conv.weight"][0, 0, 0, 0] += 1.0  # a changed value under the old checksum
+    torch.save(stored, run / "best.pt")
+    with pytest.raises(SpecError) as info:
+        load_checkpoint(run / "best.pt")
+    assert str(info.value) == f"{run / 'best.pt'}:1:1: checkpoint is corrupt: its contents do not match the SHA-256 stored in it"
+    del stored["sha256"]
+    save_checkpoint(run / "best.pt", stored)  # re-saved: a fresh checksum that matches
+    assert torch.equal(load_checkpoint(run / "best.pt")["model"]["conv.weight"], stored["model"]["conv.weight"])
 
 
 def test_transfer_learning_new_head_frozen_backbone_and_unfreeze(tiny, tmp_path):

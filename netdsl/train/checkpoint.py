@@ -34,13 +34,31 @@ def write_json(path: Path, value: Any) -> None:
     write_text(path, json.dumps(value, indent=2) + "\n")
 
 
+def digest(value: Any, h: Any = None) -> str:
+    """SHA-256 over a checkpoint's contents: every tensor's dtype, shape and bytes, and every other leaf's repr."""
+    h = h or hashlib.sha256()
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            h.update(repr(k).encode())
+            digest(v, h)
+    elif isinstance(value, (list, tuple)):
+        h.update(b"[" if isinstance(value, list) else b"(")
+        for v in value:
+            digest(v, h)
+    else:
+        h.update(repr(value).encode())
+    return str(h.hexdigest())
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save with a SHA-256 of the bytes beside it (PATH.sha256); both atomic."""
+    """torch.save, atomically, with a SHA-256 of the contents inside the same file (one rename: no torn pair)."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
-    data = buffer.getvalue()
-    write_atomic(path, data)
-    write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest() + "\n")
+    torch.save({**state, "sha256": digest(state)}, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -50,15 +68,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         data = path.read_bytes()
     except OSError as exc:
         raise SpecError([Diagnostic(where, f"cannot read checkpoint: {exc.strerror}")]) from None
-    sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.exists() and sidecar.read_text().strip() != hashlib.sha256(data).hexdigest():
-        raise SpecError([Diagnostic(where, "checkpoint is corrupt or truncated (its SHA-256 does not match the .sha256 file)")])
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged file
-        raise SpecError([Diagnostic(where, f"not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")]) from None
+        raise SpecError([Diagnostic(where, f"checkpoint is truncated or corrupt ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")]) from None
     if not isinstance(state, dict):
         raise SpecError([Diagnostic(where, "not a netdsl checkpoint (expected a dict)")])
+    expected = state.pop("sha256", None)
+    if expected is not None and expected != digest(state):
+        raise SpecError([Diagnostic(where, "checkpoint is corrupt: its contents do not match the SHA-256 stored in it")])
     return state
 
 

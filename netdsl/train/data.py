@@ -52,7 +52,7 @@ def fail(where: str, message: str) -> DataError:
 def fit_to_input(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """N x C x H x W images (or N x features) resized and channel-converted to the spec's input shape."""
     if len(shape) == 1:
-        x = x.reshape(len(x), -1)
+        x = x.reshape(len(x), math.prod(x.shape[1:]))  # not -1: an empty split has no size to infer
         if x.shape[1] != shape[0]:
             x = F.interpolate(x[:, None], size=shape[0], mode="linear", align_corners=False)[:, 0]
         return x.contiguous()
@@ -87,15 +87,14 @@ def synthetic(shape: tuple[int, ...], samples: int, num_classes: int, seed: int)
     return x, y, [f"class{i}" for i in range(num_classes)]
 
 
-def image_folder(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """One sub-folder per class, images decoded with Pillow (kept at their own size until fit_to_input)."""
+def image_folder(path: Path, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """One sub-folder per class, images decoded with Pillow, each resized once: to `size` (H, W) if given, else to the first image's size."""
     from PIL import Image, UnidentifiedImageError
 
     classes = sorted(p.name for p in path.iterdir() if p.is_dir())
     if not classes:
         raise fail(str(path), "no class sub-folders (expected one folder of images per class)")
     xs, ys = [], []
-    size: tuple[int, int] | None = None
     for label, name in enumerate(classes):
         for file in sorted((path / name).iterdir()):
             if file.suffix.lower() not in IMAGE_SUFFIXES:
@@ -103,15 +102,15 @@ def image_folder(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
             try:
                 with Image.open(file) as img:
                     rgb = img.convert("RGB")
-                    size = size or rgb.size
-                    rgb = rgb.resize(size) if rgb.size != size else rgb
-                    xs.append(torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size[1], size[0], 3).permute(2, 0, 1))
             except (UnidentifiedImageError, OSError) as exc:
                 raise fail(str(file), f"cannot decode image: {exc}") from None
+            x = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0
+            size = size or (rgb.height, rgb.width)
+            xs.append(x if x.shape[1:] == size else fit_to_input(x[None], (3, *size))[0])
             ys.append(label)
     if not xs:
         raise fail(str(path), f"no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
-    return torch.stack(xs).float() / 255.0, torch.tensor(ys), classes
+    return torch.stack(xs), torch.tensor(ys), classes
 
 
 def npz(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -119,11 +118,14 @@ def npz(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     import numpy as np
 
     try:
-        with np.load(path, allow_pickle=False) as arrays:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array (.npy), not named arrays")
+        with loaded as arrays:
             if "x" not in arrays or "y" not in arrays:
                 raise fail(str(path), f"needs arrays 'x' and 'y'; has {', '.join(arrays.files) or 'none'}")
             x_np, y_np = arrays["x"], arrays["y"]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise fail(str(path), f"not a readable .npz file: {exc}") from None
     x = torch.from_numpy(np.ascontiguousarray(x_np))
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
@@ -137,14 +139,15 @@ def npz(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return x, y, [str(c) for c in range(int(y.max()) + 1)]
 
 
-def _idx(path: Path) -> torch.Tensor:
+def _idx(path: Path, dims: int) -> torch.Tensor:
     opener: Any = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         data = f.read()
-    zero, dtype, dims = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype != 0x08:
-        raise fail(str(path), "not an IDX file of unsigned bytes")
-    shape = struct.unpack(f">{dims}I", data[4 : 4 + 4 * dims])
+    if data[:4] != bytes((0, 0, 0x08, dims)):
+        raise fail(str(path), f"not an IDX file of unsigned bytes in {dims} dimension(s): magic number 0x{data[:4].hex()}, expected 0x{0x800 + dims:08x}")
+    shape = struct.unpack(f">{dims}I", data[4 : 4 + 4 * dims].ljust(4 * dims, b"\0"))
+    if len(data) != 4 + 4 * dims + math.prod(shape):
+        raise fail(str(path), f"{len(data)} bytes, but its header ({'x'.join(map(str, shape))}) needs {4 + 4 * dims + math.prod(shape)}")
     return torch.frombuffer(bytearray(data[4 + 4 * dims :]), dtype=torch.uint8).view(*shape)
 
 
@@ -159,7 +162,9 @@ def mnist_idx(path: Path) -> tuple[Split, Split, list[str]]:
     """The four IDX files of MNIST or Fashion-MNIST: (train, test)."""
     out = []
     for prefix in ("train", "t10k"):
-        images, labels = _idx(_find(path, f"{prefix}-images-idx3-ubyte")), _idx(_find(path, f"{prefix}-labels-idx1-ubyte"))
+        images, labels = _idx(_find(path, f"{prefix}-images-idx3-ubyte"), 3), _idx(_find(path, f"{prefix}-labels-idx1-ubyte"), 1)
+        if len(images) != len(labels):
+            raise fail(str(path), f"{prefix}: {len(images)} images but {len(labels)} labels")
         out.append(Split(images[:, None].float() / 255.0, labels.long()))
     return out[0], out[1], [str(i) for i in range(10)]
 
@@ -171,9 +176,10 @@ def cifar10_bin(path: Path) -> tuple[Split, Split, list[str]]:
     """The CIFAR-10 binary version: data_batch_1..5.bin and test_batch.bin, 1 label byte + 3,072 pixel bytes each."""
 
     def read(files: list[Path]) -> Split:
+        for f in files:
+            if f.stat().st_size % 3073:
+                raise fail(str(f), "size is not a multiple of 3,073 bytes (CIFAR-10 binary records)")
         raw = b"".join(f.read_bytes() for f in files)
-        if len(raw) % 3073:
-            raise fail(str(files[0]), "size is not a multiple of 3,073 bytes (CIFAR-10 binary records)")
         records = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, 3073)
         return Split(records[:, 1:].reshape(-1, 3, 32, 32).float() / 255.0, records[:, 0].long())
 
@@ -209,13 +215,15 @@ def load_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: Path) -
             raise fail(str(path), f"no such file or folder (train.data.{key})")
         return path
 
+    size = (input_shape[1], input_shape[2]) if len(input_shape) == 3 else None
+    readers = {"image_folder": lambda p: image_folder(p, size), "npz": npz}
     own_test: Split | None = None
     if source == "digits":
         x, y, classes = digits()
     elif source == "synthetic":
         x, y, classes = synthetic(input_shape, cfg["samples"], cfg["num_classes"], cfg["seed"])
     elif source == "image_folder":
-        x, y, classes = image_folder(resolve("path"))
+        x, y, classes = readers["image_folder"](resolve("path"))
     elif source == "npz":
         x, y, classes = npz(resolve("path"))
     else:
@@ -223,16 +231,15 @@ def load_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: Path) -
         train, own_test, classes = reader(resolve("path"))
         x, y = train.x, train.y
     if "test_path" in cfg or "val_path" in cfg:
-        reader_for = {"image_folder": image_folder, "npz": npz}
-        if source not in reader_for:
+        if source not in readers:
             raise fail("train.data", f"val_path/test_path need source image_folder or npz, not '{source}'")
         if "test_path" in cfg:
-            tx, ty, _ = reader_for[source](resolve("test_path"))
+            tx, ty, _ = readers[source](resolve("test_path"))
             own_test = Split(tx, ty)
-    parts = ["train", "val"] if own_test is not None else ["train", "val", "test"]
+    parts = ["train"] + ["val"] * ("val_path" not in cfg) + ["test"] * (own_test is None)
     splits = dict(zip(parts, _split(x, y, [fractions.get(p, 0.0) for p in parts], cfg["shuffle"], cfg["seed"])))
     if "val_path" in cfg:
-        vx, vy, _ = {"image_folder": image_folder, "npz": npz}[source](resolve("val_path"))
+        vx, vy, _ = readers[source](resolve("val_path"))
         splits["val"] = Split(vx, vy)
     if own_test is not None:
         splits["test"] = own_test
