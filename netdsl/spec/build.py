@@ -18,7 +18,7 @@ from netdsl.layers.base import ArgKind, Layer, Shape, fmt_shape
 from netdsl.spec.expr import ExprError, evaluate, interpolate
 from netdsl.spec.schema import COMMON, STRUCTURAL
 from netdsl.spec.validate import unknown_type_message
-from netdsl.spec.yaml_tree import YList, YMap
+from netdsl.spec.yaml_tree import YList, YMap, plain
 
 REQUIRED = object()
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -237,7 +237,7 @@ class Builder:
             got = ", ".join(fmt_shape(s) for s in in_shapes)
             self.error(loc, f"{label}: {message}" + ("" if cls.arity == 0 or got in message or "input" in message else f" (input {got})"), "shape")
             return None
-        init = _plain(args.get("init")) if isinstance(args, YMap) else None
+        init = plain(args.get("init")) if isinstance(args, YMap) else None
         self.nodes.append(Node(path, cls.type_name, layer, refs, in_shapes, shape, loc, bool(frozen), init))
         self.shapes[path] = shape
         return path
@@ -284,7 +284,7 @@ class Builder:
             items = [self.value(x, env, loc, kind, context=context) for x in raw]
             return _FAILED if _FAILED in items else items
         if not isinstance(raw, str):
-            return _plain(raw)
+            return plain(raw)
         words = kind.words if kind else ()
         if raw.startswith("="):
             text = raw[1:]
@@ -417,14 +417,6 @@ def _vloc(opts: Any, key: str, default: Loc) -> Loc:
     return opts.value_locs.get(key, default) if isinstance(opts, YMap) else default
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, Any], blocks: dict[str, BlockDef]) -> tuple[Graph | None, list[Diagnostic]]:
     """Expand the top-level layer list into a Graph; returns it (None if any error) and the diagnostics."""
     builder = Builder(file, blocks, variables)
@@ -434,7 +426,7 @@ def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, 
     out, _ = builder.build_list(builder.entries(layers, dict(variables)), root, INPUT)
     if builder.diagnostics or out is None:
         return None, builder.diagnostics
-    init = _plain(tree.get("init", {}))
+    init = plain(tree.get("init", {}))
     graph = Graph(str(tree["name"]), input_shape, tuple(builder.nodes), out, tuple(builder.groups), file, dict(variables), init)
     return graph, []
 
@@ -452,6 +444,6 @@ def block_defs(tree: YMap, sources: Iterable[tuple[str, YMap]] = ()) -> tuple[di
             if name in out:
                 diags.append(Diagnostic(loc, f"block '{name}' is defined twice (also at {out[name].loc})"))
                 continue
-            params = {k: (REQUIRED if v is None else _plain(v)) for k, v in body.get("params", {}).items()}
+            params = {k: (REQUIRED if v is None else plain(v)) for k, v in body.get("params", {}).items()}
             out[name] = BlockDef(name, params, body["layers"], loc)
     return out, diags

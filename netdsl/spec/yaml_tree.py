@@ -33,6 +33,15 @@ class YList(list[Any]):
     item_locs: list[Loc]
 
 
+def plain(value: Any) -> Any:
+    """The same data as plain dicts and lists, without positions."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def loc_of(tree: Any, path: tuple[Any, ...] | list[Any], *, key: bool = False) -> Loc | None:
     """The position of the value at `path` (or of its key, with key=True); None if unknown."""
     node, loc = tree, getattr(tree, "loc", None)

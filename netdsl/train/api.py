@@ -18,6 +18,7 @@ from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
 from netdsl.ir import Graph
 from netdsl.spec.formats import parse_tree
 from netdsl.spec.load import load_tree, read_spec
+from netdsl.spec.yaml_tree import plain
 from netdsl.train.config import TRAIN_SCHEMA, resolve
 
 
@@ -30,14 +31,6 @@ class Prepared:
     resolved: dict[str, Any]
     text: str
     base: Path
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def apply_settings(train: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,10 +63,10 @@ def prepare(
     text, name = read_spec(spec)
     tree = parse_tree(text, name)
     graph = load_tree(tree, name, input_shape=input_shape, variables=variables)
-    train = apply_settings(_plain(tree.get("train", {})), settings or {})
+    train = apply_settings(plain(tree.get("train", {})), settings or {})
     cfg = resolve(train)
     base = Path(name).resolve().parent
-    resolved = _plain(dict(tree))
+    resolved = plain(dict(tree))
     resolved["input"] = "x".join(map(str, graph.input_shape))
     if "params" in resolved:
         resolved["params"] = {k: graph.variables.get(k, v) for k, v in resolved["params"].items()}
