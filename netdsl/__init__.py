@@ -8,7 +8,7 @@ from netdsl.spec.load import load, load_text
 
 __version__ = "0.1.0"
 
-__all__ = ["Diagnostic", "Graph", "Loc", "Node", "SpecError", "__version__", "compile", "load", "load_text"]
+__all__ = ["Diagnostic", "Graph", "Loc", "Node", "SpecError", "__version__", "compile", "export", "load", "load_text"]
 
 
 def compile(spec: Any, **options: Any) -> Any:
@@ -16,3 +16,11 @@ def compile(spec: Any, **options: Any) -> Any:
     from netdsl.backends.pytorch import compile as compile_torch
 
     return compile_torch(spec, **options)
+
+
+def export(spec: Any, output: Any, *, input_shape: Any = None, variables: Any = None, **options: Any) -> Any:
+    """A spec file (or loaded Graph) as a verified, self-describing ONNX file; imports torch (see netdsl.backends.onnx.export)."""
+    from netdsl.backends.onnx import export as export_onnx
+
+    graph = spec if isinstance(spec, Graph) else load(spec, input_shape=input_shape, variables=variables)
+    return export_onnx(graph, output, **options)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from netdsl.errors import Diagnostic, Loc, SpecError, render_source_line
+from netdsl.runtime.cli import COMMANDS as ONNX_COMMANDS
+from netdsl.runtime.cli import add_commands as add_onnx_commands
 from netdsl.train.cli import COMMANDS as TRAIN_COMMANDS
 from netdsl.train.cli import add_commands as add_train_commands
 
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the spec JSON Schema (for editors, e.g. yaml-language-server)")
     add_train_commands(sub, spec_options)
+    add_onnx_commands(sub, spec_options)
 
     p = sub.add_parser("convert", help="write a spec in the other format: YAML <-> text (.net), comments kept")
     p.add_argument("spec")
@@ -202,6 +205,7 @@ def _print_errors(exc: SpecError) -> None:
 
 COMMANDS = {
     **TRAIN_COMMANDS,
+    **ONNX_COMMANDS,
     "summarize": cmd_summarize,
     "check": cmd_check,
     "expand": cmd_expand,

@@ -58,3 +58,8 @@ def render_source_line(diag: Diagnostic, text: str) -> str:
         return ""
     line = lines[diag.loc.line - 1]
     return f"  {line}\n  {' ' * (diag.loc.col - 1)}^"
+
+
+def input_error(where: str, message: str) -> SpecError:
+    """A one-line error about a file or option the user gave (a weights file, a model, --provider): exit 2 at the CLI."""
+    return SpecError([Diagnostic(Loc(where, 1, 1), message)])

@@ -319,6 +319,13 @@ def test_eval_and_predict_cli(tiny, tmp_path, cli):
     code, out, err = cli("predict", str(run / "resolved.yaml"), str(sample), "--weights", str(run / "best.safetensors"), "--top", "2")
     assert code == 0, err
     assert out.startswith(f"{sample}: class") and out.count("class") == 2
+    stack = tmp_path / "stack.npy"
+    np.save(stack, np.random.rand(4, 1, 12, 12).astype("float32"))  # a stack of four samples: one line each
+    code, out, err = cli("predict", str(run / "resolved.yaml"), str(stack), str(sample), "--weights", str(run / "best.pt"), "--top", "1")
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines()] == [f"{stack}[{i}]" for i in range(4)] + [str(sample)]
+    code, out, err = cli("predict", str(run / "resolved.yaml"), str(tmp_path / "missing.png"), "--weights", str(run / "best.pt"))
+    assert code == 2 and err.strip() == f"{tmp_path / 'missing.png'}:1:1: no such file"
 
 
 def test_per_layer_group_learning_rates_and_weight_decay(tiny, tmp_path):

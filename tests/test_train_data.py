@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -377,6 +379,30 @@ def test_digits_sizes_classes_values_and_seeded_split(tmp_path):
     target = load_digits().target
     assert ordered.train.y.tolist() == target[:1258].tolist() and ordered.test.y.tolist() == target[1438:].tolist()
     assert torch.equal(ordered.train.x[0, 0] * 16, torch.tensor(load_digits().images[0], dtype=torch.float32))
+
+
+def test_digits_read_directly_equal_load_digits_and_fall_back_to_it(monkeypatch):
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+
+    from netdsl.train import data
+
+    x, y, classes = data.digits()  # read from the package's digits.csv.gz, without importing scikit-learn
+    reference = load_digits()
+    assert torch.equal(x, torch.tensor(reference.images, dtype=torch.float32)[:, None] / 16)
+    assert torch.equal(y, torch.tensor(reference.target)) and classes == [str(c) for c in reference.target_names]
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # a scikit-learn that keeps the file elsewhere
+    fx, fy, fclasses = data.digits()
+    assert torch.equal(fx, x) and torch.equal(fy, y) and fclasses == classes
+
+
+def test_demo_data_and_plot_import_neither_scikit_learn_nor_pyplot(tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from netdsl.train.data import digits; from netdsl.train.plots import plot_curves; digits(); "
+        f"plot_curves([{{'epoch': 1, 'train_loss': 1.0, 'val_loss': 1.5}}], Path({str(tmp_path / 'c.png')!r}), 't'); "
+        "print(sorted(m for m in ('sklearn', 'scipy', 'matplotlib.pyplot') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]" and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_synthetic_sizes_shape_classes_and_seed(tmp_path):

@@ -214,14 +214,16 @@ def evaluate(spec: str | os.PathLike[str], weights: str | os.PathLike[str], out:
 
 
 def predict(spec: str | os.PathLike[str], weights: str | os.PathLike[str], images: list[str], top: int = 3, **options: Any) -> list[dict[str, Any]]:
-    """Top-k classes for image files (or .npy arrays), normalized as the spec's data section says."""
-    import numpy as np
+    """Top-k classes for each image file or .npy sample (a stacked array gives one result per sample, `file[i]`).
+
+    Inputs are read as `netdsl infer` reads them (netdsl.inputs) and normalized as the spec's data section says.
+    """
     import torch
-    from PIL import Image
 
     from netdsl.backends.pytorch import build_module, load_weights
+    from netdsl.inputs import read_inputs
     from netdsl.train.checkpoint import weights_from_file
-    from netdsl.train.data import fit_to_input, load_splits
+    from netdsl.train.data import load_splits
 
     prep = prepare(spec, **options)
     normalize = prep.cfg["data"]["normalize"]
@@ -230,30 +232,18 @@ def predict(spec: str | os.PathLike[str], weights: str | os.PathLike[str], image
     else:
         data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
         mean, std, classes = data.mean, data.std, data.classes
+    x, labels = read_inputs(images, prep.graph.input_shape)
     model = build_module(prep.graph).eval()
     load_weights(model, weights_from_file(Path(weights)))
-    out = []
-    for file in images:
-        try:
-            if file.endswith(".npy"):
-                x = torch.from_numpy(np.load(file, allow_pickle=False)).float()
-            else:
-                with Image.open(file) as img:
-                    x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
-        except (OSError, ValueError) as exc:
-            raise SpecError([Diagnostic(Loc(file, 1, 1), f"cannot read input: {exc}")]) from None
-        x = fit_to_input(x[None] if x.dim() == len(prep.graph.input_shape) else x, prep.graph.input_shape)
-        shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
-        with torch.inference_mode():
-            probs = model((x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)).softmax(1)[0]
-        values, indices = probs.topk(min(top, len(probs)))
-        out.append(
-            {
-                "input": file,
-                "top": [{"class": classes[i] if i < len(classes) else str(i), "index": i, "p": round(float(v), 4)} for v, i in zip(values, indices.tolist())],
-            }
-        )
-    return out
+    shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
+    mean_t, std_t = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
+    with torch.inference_mode():
+        probs = torch.cat([model((batch - mean_t) / std_t).softmax(1) for batch in torch.from_numpy(x).split(256)])
+    values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
+    return [
+        {"input": label, "top": [{"class": classes[i] if i < len(classes) else str(i), "index": i, "p": round(float(v), 4)} for v, i in zip(vs, ix.tolist())]}
+        for label, vs, ix in zip(labels, values, indices)
+    ]
 
 
 def results_json(results: Any) -> str:

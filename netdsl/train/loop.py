@@ -227,16 +227,18 @@ class Trainer:
             x = self.augment(x)
         return (x - self.mean) / self.std
 
-    def penalty(self) -> torch.Tensor | float:
-        l1 = self.cfg["optimizer"]["l1"]
-        if not l1:
-            return 0.0
-        return l1 * sum(p.abs().sum() for p in self.model.parameters() if p.requires_grad)
+    def objective(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss plus the L1 penalty, scaled for gradient accumulation (no extra autograd ops when neither is set)."""
+        l1, accumulate = self.cfg["optimizer"]["l1"], self.cfg["optimizer"]["accumulate"]
+        if l1:
+            loss = loss + l1 * sum(p.abs().sum() for p in self.model.parameters() if p.requires_grad)
+        return loss / accumulate if accumulate > 1 else loss
 
     def autocast(self) -> Any:
         precision = self.cfg["precision"]
-        enabled = precision != "fp32" and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16, enabled=enabled)
+        if precision == "fp32" or self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
     def train_epoch(self) -> dict[str, float]:
         cfg = self.cfg
@@ -255,10 +257,10 @@ class Trainer:
                 out = self.module(self.prepare(x, True))
                 target = targets_for(cfg["loss"], y, out)
                 loss = self.loss_fn(out, target)
-                total = loss + self.penalty()
-            if not torch.isfinite(total):
-                raise TrainingStopped(f"the loss became {float(total)} at epoch {self.epoch + 1}, step {step + 1}; the last good checkpoint is kept")
-            self.scaler.scale(total / accumulate).backward()
+                total = self.objective(loss)
+            if not math.isfinite(value := float(total.detach())):
+                raise TrainingStopped(f"the loss became {value} at epoch {self.epoch + 1}, step {step + 1}; the last good checkpoint is kept")
+            self.scaler.scale(total).backward()
             if (step + 1) % accumulate == 0 or step + 1 == self.steps_per_epoch:
                 self.optimizer_step()
             with torch.no_grad():

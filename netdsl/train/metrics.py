@@ -43,8 +43,11 @@ class Tally:
         for name in self.metrics:
             if name == "accuracy" or name.startswith("top"):
                 k = 1 if name == "accuracy" else int(name[3:])
-                top = out.topk(min(k, out.shape[1]), dim=1).indices
-                value = float((top == y[:, None]).any(1).sum())
+                if k == 1:
+                    value = float((out.argmax(1) == y).sum())
+                else:
+                    top = out.topk(min(k, out.shape[1]), dim=1).indices
+                    value = float((top == y[:, None]).any(1).sum())
             elif name == "mse":
                 value = float(((out.float() - target.float()) ** 2).mean(tuple(range(1, out.dim()))).sum())
             else:

@@ -9,6 +9,16 @@ from typing import Any
 from netdsl.train.checkpoint import write_atomic
 
 
+def _figure(**options: Any) -> Any:
+    """A Matplotlib figure drawn by the Agg canvas, without pyplot (no GUI backend search, no global figure state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _figure_bytes(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -16,13 +26,9 @@ def _figure_bytes(fig: Any) -> bytes:
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     metrics = [m for m in ("loss", "accuracy", "mae", "mse") if any(f"train_{m}" in row for row in history)]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    fig = _figure(figsize=(5 * len(metrics), 3.6))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     epochs = [row["epoch"] for row in history]
     for ax, metric in zip(axes[0], metrics):
         for split, style in (("train", "-o"), ("val", "-s")):
@@ -35,17 +41,12 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.legend()
     fig.suptitle(title)
     write_atomic(path, _figure_bytes(fig))
-    plt.close(fig)
 
 
 def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * n, 0.8 + 0.45 * n))
+    fig = _figure(figsize=(1.0 + 0.45 * n, 0.8 + 0.45 * n))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), classes, rotation=90)
     ax.set_yticks(range(n), classes)
@@ -57,4 +58,3 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, titl
             ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7, color="white" if matrix[i][j] > peak / 2 else "black")
     ax.set_title(title)
     write_atomic(path, _figure_bytes(fig))
-    plt.close(fig)

@@ -1,0 +1,383 @@
+"""IR -> ONNX: torch.onnx's dynamo exporter, verified against PyTorch with onnxruntime, self-describing.
+
+The pipeline: build the PyTorch module and load the weights -> torch.onnx.export(dynamo=True), falling back
+to the TorchScript exporter only when that raises (and saying so) -> metadata (ModelInfo) -> optional fp16 ->
+write into a temporary folder beside the output -> onnx.checker (full check) -> onnxruntime against PyTorch
+on fresh random inputs -> rename into place. The output path holds nothing unless every check passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+import yaml
+
+from netdsl.backends.pytorch import WeightsError, build_module, load_weights
+from netdsl.errors import input_error
+from netdsl.ir import Graph
+from netdsl.runtime.model_info import INPUT_NAME, MODEL_VERSION, OUTPUT_NAME, ModelInfo, TensorInfo, spec_hash
+
+MIN_OPSET = 18  # the dynamo exporter's lowest: it silently raises a lower request, so one is refused instead
+MAX_OPSET = 23  # torch 2.13's highest (torch.onnx._constants.ONNX_MAX_OPSET)
+TORCHSCRIPT_MAX_OPSET = 20  # the fallback exporter's highest
+DEFAULT_OPSET = 18  # the exporter's native opset: no version conversion, widest runtime support
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |onnxruntime - PyTorch| / max |PyTorch| over the logits
+VERIFY_BATCHES = (1, 3)  # 3: a batch size other than 1 and other than the traced example (2)
+VERIFY_SEED = 20240601
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf refuses files over 2 GiB; leave room for the graph and metadata
+
+Log = Callable[[str], None]
+
+
+class VerificationError(Exception):
+    """onnxruntime and PyTorch disagree beyond the tolerance (exit 1; nothing is written)."""
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What the training run knew about the data: class names and per-channel normalization."""
+
+    classes: list[str] | None = None
+    normalize: dict[str, list[float]] | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """onnxruntime against PyTorch at one batch size."""
+
+    batch: int
+    max_abs: float
+    max_rel: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel <= self.tolerance
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.ok else "FAILED"
+        return (
+            f"onnxruntime vs PyTorch, batch {self.batch}: max abs error {self.max_abs:.1e}, "
+            f"max relative error {self.max_rel:.1e} (tolerance {self.tolerance:.0e}): {verdict}"
+        )
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    info: ModelInfo
+    opset: int
+    batch: int | None  # None: dynamic
+    external_data: bool
+    size: int  # bytes on disk, external data included
+    comparisons: list[Comparison]
+
+
+def export(
+    graph: Graph,
+    output: str | os.PathLike[str],
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    labels: Labels | None = None,
+    opset: int = DEFAULT_OPSET,
+    batch: int | None = None,
+    fp16: bool = False,
+    verify: bool = True,
+    seed: int = 0,
+    log: Log | None = None,
+    external_data_bytes: int = EXTERNAL_DATA_BYTES,
+) -> ExportResult:
+    """Write `graph` (with `weights`, else seeded random ones) as a checked, verified ONNX file; batch None = dynamic."""
+    say = log or (lambda _: None)
+    check_opset(opset)
+    if batch is not None and batch < 1:
+        raise input_error("--batch", f"--batch must be 'dynamic' or an integer >= 1; got {batch}")
+    target = Path(output)
+    workdir = _workdir(target)
+    try:
+        model, source = _model(graph, weights, seed)
+        proto, exporter = to_onnx(model, graph, opset, batch, workdir, say)
+        precision = "fp16" if fp16 else "fp32"
+        if fp16:
+            proto = to_fp16(proto)
+        info = _info(graph, labels or Labels(), batch, precision, exporter, source)
+        describe(proto, info)
+        external = _weight_bytes(model) // (2 if fp16 else 1) > external_data_bytes
+        staged = workdir / target.name
+        _save(proto, staged, external)
+        del proto
+        comparisons: list[Comparison] = []
+        if verify:
+            check(staged)
+            say("onnx.checker (full check): ok")
+            comparisons = compare(staged, model, graph, batch, precision, say)
+            failed = [c for c in comparisons if not c.ok]
+            if failed:
+                c = failed[0]
+                raise VerificationError(
+                    f"{target}: verification failed: batch {c.batch} max relative error {c.max_rel:.1e} exceeds {c.tolerance:.0e}; nothing written"
+                )
+        size = sum(f.stat().st_size for f in workdir.iterdir())
+        _move_into_place(staged, target, external)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return ExportResult(target, info, opset, batch, external, size, comparisons)
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise input_error("--opset", f"--opset {opset} is not supported: the dynamo exporter writes opsets {MIN_OPSET} to {MAX_OPSET}")
+
+
+def _workdir(target: Path) -> Path:
+    """A temporary folder beside the output (same file system, so the final rename is atomic)."""
+    parent = target.parent
+    if target.is_dir():
+        raise input_error(str(target), "is a folder; give a file name such as model.onnx")
+    if not parent.exists():
+        raise input_error(str(target), f"cannot write: folder '{parent}' does not exist")
+    if not parent.is_dir():
+        raise input_error(str(target), f"cannot write: '{parent}' is not a folder")
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    except OSError as exc:
+        raise input_error(str(target), f"cannot write in '{parent}': {exc.strerror}") from None
+
+
+def _model(graph: Graph, weights: str | os.PathLike[str] | None, seed: int) -> tuple[torch.nn.Module, str]:
+    """The eval-mode module and where its weights came from."""
+    if weights is None:
+        return build_module(graph, seed=seed).eval(), f"random initialization (seed {seed})"
+    from netdsl.train.checkpoint import weights_from_file
+
+    state = weights_from_file(Path(weights))
+    with torch.device("meta"):
+        model = build_module(graph)  # every value is overwritten by the strict load: skip initializing
+    model = model.to_empty(device="cpu")
+    try:
+        load_weights(model, state, strict=True)
+    except WeightsError as exc:
+        raise input_error(str(weights), f"{exc} (spec {graph.file})") from None
+    return model.eval(), str(weights)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporters' progress prints, warnings and log lines (a failure still raises, and is reported)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def to_onnx(model: torch.nn.Module, graph: Graph, opset: int, batch: int | None, workdir: Path, log: Log) -> tuple[onnx.ModelProto, str]:
+    """The model as ONNX (names `input` and `logits`, only the batch axis dynamic) and which exporter wrote it."""
+    example = torch.randn(batch or 2, *graph.input_shape)  # 2, not 1: torch.export specializes a size-1 dim
+    # Only the batch axis is dynamic: with dynamic H and W the dynamo exporter computed wrong adaptive-pool results.
+    dynamic = None if batch else ({0: torch.export.Dim("batch")},)
+    try:
+        with _quiet():
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=dynamic,
+                optimize=True,
+                verbose=False,
+            )
+            if program is None:
+                raise RuntimeError("torch.onnx.export returned no program")
+            proto = program.model_proto
+        exporter = "dynamo"
+    except Exception as exc:  # the exporter raises many kinds; the fallback says which and why
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        if opset > TORCHSCRIPT_MAX_OPSET:
+            raise input_error(
+                "--opset", f"the dynamo exporter failed ({type(exc).__name__}: {reason}) and the TorchScript exporter writes opset <= {TORCHSCRIPT_MAX_OPSET}"
+            ) from None
+        log(f"the dynamo exporter failed ({type(exc).__name__}: {reason}); falling back to the TorchScript exporter")
+        proto = _torchscript(model, example, opset, batch, workdir)
+        exporter = "torchscript"
+    written = {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")}
+    if written != {opset}:
+        raise RuntimeError(f"the {exporter} exporter wrote opset {sorted(written)}, not the requested {opset}")
+    return proto, exporter
+
+
+def _torchscript(model: torch.nn.Module, example: torch.Tensor, opset: int, batch: int | None, workdir: Path) -> onnx.ModelProto:
+    path = workdir / "torchscript.onnx"
+    axes = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    with _quiet():
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes
+        )
+    proto = onnx.load(str(path))
+    for f in workdir.iterdir():
+        f.unlink()
+    return proto
+
+
+def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Weights and compute in float16, inputs and outputs still float32 (callers need not change)."""
+    from onnxconverter_common import float16
+
+    with _quiet():
+        converted: onnx.ModelProto = float16.convert_float_to_float16(proto, keep_io_types=True)
+    return converted
+
+
+def _info(graph: Graph, labels: Labels, batch: int | None, precision: str, exporter: str, source: str) -> ModelInfo:
+    from netdsl import __version__
+    from netdsl.analysis import analyze
+    from netdsl.expand import expand_text
+
+    spec = expand_text(graph, analyze(graph, 1), graph.file)
+    n: int | str = batch or "batch"
+    return ModelInfo(
+        netdsl_version=__version__,
+        name=graph.name,
+        spec=spec,
+        spec_sha256=spec_hash(spec),
+        inputs=[TensorInfo(INPUT_NAME, [n, *graph.input_shape])],
+        outputs=[TensorInfo(OUTPUT_NAME, [n, *graph.output_shape])],
+        precision=precision,
+        exporter=exporter,
+        weights=source,
+        classes=labels.classes,
+        normalize=labels.normalize,
+    )
+
+
+def describe(proto: onnx.ModelProto, info: ModelInfo) -> None:
+    """Store `info` as JSON metadata, and name the producer and the model version."""
+    from netdsl import __version__
+
+    del proto.metadata_props[:]
+    for key, value in info.to_metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "netdsl"
+    proto.producer_version = __version__
+    proto.model_version = MODEL_VERSION
+    proto.doc_string = f"{info.name}: exported by netdsl {__version__} with torch {torch.__version__} ({info.exporter} exporter), {info.precision}"
+
+
+def _weight_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def _save(proto: onnx.ModelProto, path: Path, external: bool) -> None:
+    if external:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=f"{path.name}.data", size_threshold=1024)
+    else:
+        onnx.save_model(proto, str(path))
+
+
+def check(path: Path) -> None:
+    """onnx.checker with full_check (type and shape inference too); by path, so external data works."""
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def compare(path: Path, model: torch.nn.Module, graph: Graph, batch: int | None, precision: str, log: Log) -> list[Comparison]:
+    """onnxruntime (CPU) against the PyTorch module on fresh random inputs, at batch 1 and 3 (or the fixed batch)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(VERIFY_SEED)
+    out = []
+    for n in [batch] if batch else VERIFY_BATCHES:
+        x = rng.standard_normal((n, *graph.input_shape), dtype=np.float32)
+        try:
+            got = np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], dtype=np.float64)
+        except Exception as exc:  # e.g. a graph that fixed the batch size although it should not have
+            raise VerificationError(
+                f"{path.name}: onnxruntime cannot run it at batch {n} ({type(exc).__name__}: {str(exc).strip()[:200]}); nothing written"
+            ) from None
+        with torch.inference_mode():
+            want = model(torch.from_numpy(x)).double().numpy()
+        if got.shape != want.shape:
+            raise VerificationError(f"{path.name}: onnxruntime returned shape {list(got.shape)}, PyTorch {list(want.shape)}, at batch {n}; nothing written")
+        error = float(np.abs(got - want).max()) if np.isfinite(got).all() else math.inf
+        scale = float(np.abs(want).max())
+        comparison = Comparison(n, error, error / scale if scale > 0 else error, TOLERANCE[precision])
+        log(str(comparison))
+        out.append(comparison)
+    return out
+
+
+def _move_into_place(staged: Path, target: Path, external: bool) -> None:
+    if external:  # the data file first: the .onnx that names it appears last
+        os.replace(staged.with_name(f"{staged.name}.data"), target.with_name(f"{target.name}.data"))
+    os.replace(staged, target)
+
+
+def sources(spec: str | os.PathLike[str], weights: str | os.PathLike[str] | None) -> tuple[Path, Path | None, Labels]:
+    """The spec file, weights file and labels that `export SPEC [--weights W]` means.
+
+    A training run folder (resolved.yaml + best.pt) may stand for the spec, the weights, or both; labels
+    (class names, normalization) come from the run's resolved.yaml, else from the spec's own `train.data`.
+    """
+    spec_path = Path(spec)
+    run = spec_path if spec_path.is_dir() else None
+    if run is not None:
+        spec_path = _run_file(run, "resolved.yaml")
+    weights_path = Path(weights) if weights is not None else None
+    if weights_path is not None and weights_path.is_dir():
+        run = weights_path
+        weights_path = _run_file(run, "best.pt")
+    elif weights_path is None and run is not None:
+        weights_path = _run_file(run, "best.pt")
+    elif weights_path is not None and (weights_path.parent / "resolved.yaml").is_file():
+        run = weights_path.parent  # best.pt / last.pt inside a run folder
+    labels = read_labels(run / "resolved.yaml") if run is not None else read_labels(spec_path)
+    return spec_path, weights_path, labels
+
+
+def _run_file(run: Path, name: str) -> Path:
+    path = run / name
+    if not path.is_file():
+        raise input_error(str(run), f"not a training run folder: it has no {name}")
+    return path
+
+
+def read_labels(path: Path) -> Labels:
+    """`train.data.classes` and `train.data.normalize: {mean, std}` of a YAML spec, where it gives them."""
+    if path.suffix not in (".yaml", ".yml"):
+        return Labels()
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return Labels()  # loading the spec reports what is wrong with it
+    train: Any = tree.get("train") if isinstance(tree, dict) else None
+    data: Any = train.get("data") if isinstance(train, dict) else None
+    if not isinstance(data, dict):
+        return Labels()
+    classes = data.get("classes")
+    normalize = data.get("normalize")
+    return Labels(
+        classes=[str(c) for c in classes] if isinstance(classes, list) else None,
+        normalize={"mean": list(normalize["mean"]), "std": list(normalize["std"])}
+        if isinstance(normalize, dict) and {"mean", "std"} <= set(normalize)
+        else None,
+    )

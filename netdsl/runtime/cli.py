@@ -1,0 +1,115 @@
+"""The ONNX commands of the CLI (export, infer, bench): argument parsing and printing only; torch, onnx and
+onnxruntime are imported when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from netdsl.errors import input_error
+
+PROVIDER_CHOICES = ("auto", "tensorrt", "cuda", "cpu")  # netdsl.runtime.session.CHOICES, without importing it here
+
+
+def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("export", help="write the network as an ONNX file, checked and verified against PyTorch")
+    p.add_argument("spec", help="a spec file, or a training run folder (its resolved.yaml and best.pt)")
+    p.add_argument("--weights", metavar="FILE|RUN_DIR", help=".pt (state dict or checkpoint), .safetensors, or a training run folder; default: random, seed 0")
+    p.add_argument("-o", "--output", metavar="FILE", help="the .onnx file to write (default: NAME.onnx)")
+    p.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset, 18 to 23 (default 18)")
+    p.add_argument("--batch", default="dynamic", metavar="dynamic|N", help="a dynamic batch axis (default) or a fixed batch size")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and compute; inputs and outputs stay float32")
+    p.add_argument("--no-verify", action="store_true", help="skip onnx.checker and the onnxruntime-vs-PyTorch comparison")
+    spec_options(p)
+
+    p = sub.add_parser("infer", help="top-k classes for images or .npy arrays with an exported ONNX model (onnxruntime)")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (normalized as the model records) or .npy arrays")
+    p.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="auto: TensorRT, else CUDA, else CPU, whichever starts")
+    p.add_argument("--batch", type=int, metavar="N", help="samples per run (default: the model's fixed batch, else 32)")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="classes shown per input (default 5)")
+
+    p = sub.add_parser("bench", help="latency and throughput: onnxruntime vs PyTorch eager and torch.compile, same device")
+    p.add_argument("target", metavar="MODEL.onnx|SPEC")
+    p.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="auto: TensorRT, else CUDA, else CPU, whichever starts")
+    p.add_argument("--batch", default="1,8,32", metavar="N,N,...", help="batch sizes (default 1,8,32)")
+    p.add_argument("--fp16", action="store_true", help="float16 on both sides")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile (its compilation takes a while)")
+    p.add_argument("--time", type=float, default=1.0, metavar="SECONDS", help="minimum timed seconds per engine and batch size (default 1)")
+    spec_options(p)
+
+
+def _batch(text: str) -> int | None:
+    if text == "dynamic":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise input_error("--batch", f"--batch must be 'dynamic' or an integer >= 1; got '{text}'")
+    return int(text)
+
+
+def _batches(text: str) -> tuple[int, ...]:
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        raise input_error("--batch", f"--batch takes sizes >= 1 separated by commas, e.g. 1,8,32; got '{text}'")
+    return tuple(int(p) for p in parts)
+
+
+def _size(n: int) -> str:
+    from netdsl.summary import human_bytes
+
+    return human_bytes(n)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from netdsl.backends.onnx import VerificationError, export, sources
+    from netdsl.cli import _load
+
+    batch = _batch(args.batch)
+    spec, weights, labels = sources(args.spec, args.weights)
+    graph = _load(str(spec), args)
+    output = args.output or f"{graph.name}.onnx"
+    try:
+        result = export(graph, output, weights=weights, labels=labels, opset=args.opset, batch=batch, fp16=args.fp16, verify=not args.no_verify, log=print)
+    except VerificationError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    info = result.info
+    where = f", weights in {result.path}.data (over 2 GB)" if result.external_data else ""
+    print(
+        f"wrote {result.path}: {info.name}, input {'x'.join(map(str, graph.input_shape))}, batch {result.batch or 'dynamic'}, "
+        f"opset {result.opset}, {info.precision}, {info.exporter} exporter, {_size(result.size)}{where}"
+    )
+    print(f"weights: {info.weights}" + (f"; classes: {len(info.classes)}" if info.classes else "") + ("; normalization recorded" if info.normalize else ""))
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from netdsl.runtime.infer import infer
+
+    model, predictions = infer(args.model, args.inputs, provider=args.provider, batch=args.batch, top=args.top)
+    chosen = f"; auto: {model.note or 'the fastest available'}" if args.provider == "auto" else ""
+    print(f"provider: {model.provider} ({model.session.get_providers()[0]}{chosen})")
+    for prediction in predictions:
+        print(prediction)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from netdsl.cli import _load
+    from netdsl.runtime.bench import bench
+
+    batches = _batches(args.batch)
+    if args.time <= 0:
+        raise input_error("--time", f"--time must be > 0; got {args.time}")
+    graph = None if Path(args.target).suffix == ".onnx" else _load(args.target, args)
+    report = bench(args.target, graph, provider=args.provider, batches=batches, fp16=args.fp16, compile=not args.no_compile, min_time=args.time)
+    sys.stdout.write(report.json() + "\n" if args.json else report.table())
+    return 0
+
+
+COMMANDS = {"export": cmd_export, "infer": cmd_infer, "bench": cmd_bench}

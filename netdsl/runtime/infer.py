@@ -1,0 +1,100 @@
+"""`netdsl infer`: top-k classes for images or .npy arrays with an exported model; onnxruntime, numpy and Pillow only.
+
+Images are converted to the model's channel count (Pillow's "L" is ITU-R 601 luma, as training converts),
+resized to its input size, scaled to [0, 1] and normalized with the mean and std recorded in the model's
+metadata. A .npy array holds values on the same [0, 1] scale (uint8 pixels are divided by 255), one sample
+(C x H x W) or a stack (N x C x H x W), and is normalized the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from netdsl.errors import input_error
+from netdsl.inputs import read_inputs
+from netdsl.runtime.session import Model, open_model
+
+DEFAULT_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top classes for one sample: (class index, class name, probability), best first."""
+
+    source: str
+    top: list[tuple[int, str, float]]
+
+    def __str__(self) -> str:
+        return f"{self.source}: " + ", ".join(f"{name} ({p:.1%})" for _, name, p in self.top)
+
+
+def sample_shape(model: Model) -> tuple[int, ...]:
+    """The per-sample input shape (without the batch axis), from the metadata or else the graph."""
+    if model.info is not None:
+        return tuple(int(d) for d in model.info.inputs[0].shape[1:])
+    dims = model.input_shape[1:]
+    if not all(isinstance(d, int) for d in dims):
+        raise input_error(model.input_name, f"the model's input {model.input_shape} has dynamic sizes besides the batch; cannot size inputs")
+    return tuple(int(d) for d in dims)
+
+
+def normalize(x: np.ndarray, model: Model) -> np.ndarray:
+    """(x - mean) / std per channel, as recorded at export; unchanged for a model without that record."""
+    recorded = model.info.normalize if model.info is not None else None
+    if not recorded:
+        return x
+    view = (1, -1) + (1,) * (x.ndim - 2)
+    mean = np.asarray(recorded["mean"], dtype=np.float32).reshape(view)
+    std = np.asarray(recorded["std"], dtype=np.float32).reshape(view)
+    return (x - mean) / std
+
+
+def run_batches(model: Model, x: np.ndarray, batch: int) -> np.ndarray:
+    """Model outputs for every sample of x, `batch` at a time (the last batch padded for a fixed-batch model)."""
+    fixed = model.fixed_batch
+    outputs = []
+    for start in range(0, len(x), batch):
+        chunk = x[start : start + batch]
+        n = len(chunk)
+        if fixed is not None and n < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), dtype=chunk.dtype)])
+        try:
+            result = model.session.run([model.output_name], {model.input_name: np.ascontiguousarray(chunk)})[0]
+        except Exception as exc:  # onnxruntime's InvalidArgument, Fail, ...: a foreign model that wants other inputs
+            raise input_error(model.path, f"onnxruntime cannot run it on these inputs ({type(exc).__name__}: {str(exc).strip()[:200]})") from None
+        outputs.append(result[:n])
+    return np.concatenate(outputs)
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Softmax over classes, unless the model already ends in one (rows of non-negative values summing to 1)."""
+    if logits.min() >= 0 and np.allclose(logits.sum(axis=1), 1, atol=1e-3):
+        return logits
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def infer(
+    model_path: str | os.PathLike[str], inputs: list[str], *, provider: str = "auto", batch: int | None = None, top: int = 5
+) -> tuple[Model, list[Prediction]]:
+    """The top-`top` classes for each input with an exported model; also returns the model (which provider ran)."""
+    if top < 1:
+        raise input_error("--top", f"--top must be >= 1; got {top}")
+    if batch is not None and batch < 1:
+        raise input_error("--batch", f"--batch must be >= 1; got {batch}")
+    model = open_model(model_path, provider)
+    fixed = model.fixed_batch
+    if fixed is not None and batch is not None and batch != fixed:
+        raise input_error("--batch", f"--batch {batch}: {model_path} was exported with a fixed batch of {fixed}")
+    x, labels = read_inputs(inputs, sample_shape(model))
+    scores = probabilities(run_batches(model, normalize(x, model), batch or fixed or DEFAULT_BATCH).reshape(len(x), -1))
+    classes = model.info.classes if model.info is not None else None
+    predictions = []
+    for label, row in zip(labels, scores):
+        best = np.argsort(-row, kind="stable")[:top]
+        names = [classes[i] if classes and i < len(classes) else str(i) for i in best]
+        predictions.append(Prediction(label, [(int(i), name, float(row[i])) for i, name in zip(best, names)]))
+    return model, predictions

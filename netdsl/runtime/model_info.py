@@ -1,0 +1,61 @@
+"""What an exported model says about itself: the ONNX metadata netdsl writes and reads back, as JSON values.
+
+Kept free of torch, onnx and onnxruntime so that both the exporter and the runtime share one definition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+MODEL_VERSION = 1  # the ONNX model_version of this metadata layout
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A graph input or output: its name, shape ('batch' where dynamic) and element type."""
+
+    name: str
+    shape: list[int | str]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The metadata of a netdsl export; every field is stored under its own key as JSON."""
+
+    netdsl_version: str
+    name: str
+    spec: str  # the resolved flat spec (`netdsl expand`): loads to the same graph without the original files
+    spec_sha256: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    precision: str = "fp32"
+    exporter: str = "dynamo"
+    weights: str = ""  # where the weights came from, or "random initialization (seed N)"
+    classes: list[str] | None = None
+    normalize: dict[str, list[float]] | None = field(default=None)  # {"mean": [...], "std": [...]} per channel
+
+    def to_metadata(self) -> dict[str, str]:
+        """Key -> JSON text, for ModelProto.metadata_props."""
+        return {key: json.dumps(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_metadata(cls, props: Mapping[str, str]) -> ModelInfo | None:
+        """The info stored by netdsl, or None for a model that netdsl did not write."""
+        try:
+            values: dict[str, Any] = {key: json.loads(props[key]) for key in cls.__dataclass_fields__ if key in props}
+            values["inputs"] = [TensorInfo(**t) for t in values["inputs"]]
+            values["outputs"] = [TensorInfo(**t) for t in values["outputs"]]
+            return cls(**values)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def spec_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
