@@ -178,6 +178,21 @@ def test_image_folder_resizes_each_image_once_straight_to_the_spec_input(tmp_pat
     assert float(data.train.x[0].abs().max()) == 0.0
 
 
+def test_image_folder_decoded_by_worker_threads_is_the_same_in_the_same_order(tmp_path):
+    from netdsl.train.data import image_folder
+
+    rng = np.random.default_rng(0)
+    for i in range(24):  # mixed sizes: the first image's size (10 x 10) is the target, the others are resized to it
+        side = 7 + i % 5 if i % 3 == 1 else 10
+        folder = tmp_path / "imgs" / f"c{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    x0, y0, c0 = image_folder(tmp_path / "imgs")
+    x2, y2, c2 = image_folder(tmp_path / "imgs", workers=3)
+    assert x0.shape == (24, 3, 10, 10) and torch.equal(x0, x2) and torch.equal(y0, y2) and c0 == c2 == ["c0", "c1", "c2", "c3"]
+    assert y0.tolist() == sorted(y0.tolist())  # class by class
+
+
 def test_image_folder_undecodable_file(tmp_path):
     root = tmp_path / "images"
     solid(root / "cat" / "a.png", "RGB", (4, 4), (1, 2, 3))

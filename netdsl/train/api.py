@@ -114,7 +114,7 @@ def train(
     say = log or (lambda line: print(line, flush=True))
     prep = prepare(spec, settings, variables, input_shape)
     cfg = prep.cfg
-    data = load_splits(cfg["data"], prep.graph.input_shape, prep.base)  # missing data fails before any run directory exists
+    data = load_splits(cfg["data"], prep.graph.input_shape, prep.base, cfg["workers"])  # missing data fails before any run directory exists
     check_fit(prep.graph, cfg, len(data.classes))
     _absolute_paths(cfg, prep.base)
     cfg["data"]["normalize"] = {"mean": data.mean, "std": data.std}
@@ -193,7 +193,7 @@ def evaluate(spec: str | os.PathLike[str], weights: str | os.PathLike[str], out:
     from netdsl.train.plots import plot_confusion
 
     prep = prepare(spec, **options)
-    data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
+    data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base, prep.cfg["workers"])
     model = build_module(prep.graph).eval()
     load_weights(model, weights_from_file(Path(weights)))
     mean = torch.tensor(data.mean).view(1, -1, *([1] * (len(prep.graph.input_shape) - 1)))

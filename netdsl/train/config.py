@@ -162,7 +162,7 @@ TRAIN_SCHEMA = obj(
         "precision": d({"enum": ["fp32", "bf16", "fp16"]}, "fp32", "mixed precision on CUDA"),
         "seed": d({"type": "integer", "minimum": 0}, 0),
         "deterministic": d({"type": "boolean"}, True, "deterministic algorithms: identical runs give identical weights"),
-        "workers": d({"type": "integer", "minimum": 0}, 0, "data-loader worker processes"),
+        "workers": d({"type": "integer", "minimum": 0}, 0, "threads that decode image_folder images (0: the main thread); data is then held in memory"),
         "transfer": TRANSFER,
     },
     description="training settings (netdsl train)",

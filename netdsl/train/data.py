@@ -102,30 +102,39 @@ def synthetic(shape: tuple[int, ...], samples: int, num_classes: int, seed: int)
     return x, y, [f"class{i}" for i in range(num_classes)]
 
 
-def image_folder(path: Path, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """One sub-folder per class, images decoded with Pillow, each resized once: to `size` (H, W) if given, else to the first image's size."""
+def _decode(file: Path) -> torch.Tensor:
+    """One image as a 3 x H x W float tensor in [0, 1] (Pillow releases the GIL while it decodes)."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(file) as img:
+            rgb = img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise fail(str(file), f"cannot decode image: {exc}") from None
+    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0
+
+
+def image_folder(path: Path, size: tuple[int, int] | None = None, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """One sub-folder per class, images decoded with Pillow, each resized once: to `size` (H, W) if given, else to the first image's size.
+
+    `workers` > 0 decodes that many images at a time in threads; the result is the same, in the same order.
+    """
     classes = sorted(p.name for p in path.iterdir() if p.is_dir())
     if not classes:
         raise fail(str(path), "no class sub-folders (expected one folder of images per class)")
-    xs, ys = [], []
-    for label, name in enumerate(classes):
-        for file in sorted((path / name).iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(file) as img:
-                    rgb = img.convert("RGB")
-            except (UnidentifiedImageError, OSError) as exc:
-                raise fail(str(file), f"cannot decode image: {exc}") from None
-            x = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0
-            size = size or (rgb.height, rgb.width)
-            xs.append(x if x.shape[1:] == size else fit_to_input(x[None], (3, *size))[0])
-            ys.append(label)
-    if not xs:
+    files = [(label, f) for label, name in enumerate(classes) for f in sorted((path / name).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
         raise fail(str(path), f"no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
-    return torch.stack(xs), torch.tensor(ys), classes
+    if workers > 0:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            images = list(pool.map(_decode, [f for _, f in files]))
+    else:
+        images = [_decode(f) for _, f in files]
+    size = size or (images[0].shape[1], images[0].shape[2])
+    xs = [x if x.shape[1:] == size else fit_to_input(x[None], (3, *size))[0] for x in images]
+    return torch.stack(xs), torch.tensor([label for label, _ in files]), classes
 
 
 def npz(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -217,8 +226,11 @@ def _split(x: torch.Tensor, y: torch.Tensor, fractions: list[float], shuffle: bo
     return [Split(x[order[a:b]], y[order[a:b]]) for a, b in itertools.pairwise(bounds)]
 
 
-def load_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: Path) -> Splits:
-    """Read the configured source, split it, fit it to the input shape, and compute normalization."""
+def load_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: Path, workers: int = 0) -> Splits:
+    """Read the configured source, split it, fit it to the input shape, and compute normalization.
+
+    `workers` (train.workers) decode image folders in parallel; every other source is one array read.
+    """
     source = cfg["source"]
     fractions = cfg["split"]
 
@@ -231,7 +243,7 @@ def load_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: Path) -
         return path
 
     size = (input_shape[1], input_shape[2]) if len(input_shape) == 3 else None
-    readers = {"image_folder": lambda p: image_folder(p, size), "npz": npz}
+    readers = {"image_folder": lambda p: image_folder(p, size, workers), "npz": npz}
     own_test: Split | None = None
     if source == "digits":
         x, y, classes = digits()

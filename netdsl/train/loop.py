@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import math
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,17 @@ from netdsl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint,
 from netdsl.train.data import Split, Splits
 from netdsl.train.metrics import Tally, build_loss, is_classification, targets_for
 from netdsl.train.run import spec_hash, write_metrics
+
+MEASURED = ("time", "samples_per_s", "rss_mb")  # per-epoch measurements of the machine, not results of the run
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory in MiB (Linux /proc; None elsewhere), logged per epoch to show it stays flat."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 class TrainingStopped(Exception):
@@ -345,6 +357,8 @@ class Trainer:
                 row |= {f"train_{k}": round(v, 6) for k, v in train.items()}
                 row |= {f"val_{k}": round(v, 6) for k, v in val.items()}
                 row |= {"time": round(time.perf_counter() - started, 3), "samples_per_s": round(self.throughput, 1)}
+                if (rss := resident_mb()) is not None:
+                    row["rss_mb"] = rss
                 self.after_epoch(row)
                 log(row)
                 if self.stop_signal or self.early_stop(row):
