@@ -230,7 +230,7 @@ def predict(spec: str | os.PathLike[str], weights: str | os.PathLike[str], image
     if isinstance(normalize, dict) and prep.cfg["data"].get("classes"):
         mean, std, classes = normalize["mean"], normalize["std"], prep.cfg["data"]["classes"]
     else:
-        data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
+        data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base, prep.cfg["workers"])
         mean, std, classes = data.mean, data.std, data.classes
     x, labels = read_inputs(images, prep.graph.input_shape)
     model = build_module(prep.graph).eval()

@@ -102,8 +102,8 @@ def synthetic(shape: tuple[int, ...], samples: int, num_classes: int, seed: int)
     return x, y, [f"class{i}" for i in range(num_classes)]
 
 
-def _decode(file: Path) -> torch.Tensor:
-    """One image as a 3 x H x W float tensor in [0, 1] (Pillow releases the GIL while it decodes)."""
+def _decode(file: Path, size: tuple[int, int] | None) -> torch.Tensor:
+    """One image as a 3 x H x W float tensor in [0, 1], resized to `size` if given (Pillow releases the GIL while it decodes)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -111,13 +111,15 @@ def _decode(file: Path) -> torch.Tensor:
             rgb = img.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
         raise fail(str(file), f"cannot decode image: {exc}") from None
-    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0
+    x = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0
+    return x if size is None or x.shape[1:] == size else fit_to_input(x[None], (3, *size))[0]
 
 
 def image_folder(path: Path, size: tuple[int, int] | None = None, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """One sub-folder per class, images decoded with Pillow, each resized once: to `size` (H, W) if given, else to the first image's size.
 
-    `workers` > 0 decodes that many images at a time in threads; the result is the same, in the same order.
+    `workers` > 0 decodes (and resizes) that many images at a time in threads; the result is the same, in the same order.
+    Only resized images are kept, so a folder of large photos needs the memory of the data set at the spec's size.
     """
     classes = sorted(p.name for p in path.iterdir() if p.is_dir())
     if not classes:
@@ -125,16 +127,17 @@ def image_folder(path: Path, size: tuple[int, int] | None = None, workers: int =
     files = [(label, f) for label, name in enumerate(classes) for f in sorted((path / name).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise fail(str(path), f"no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
+    first = _decode(files[0][1], size)
+    size = (first.shape[1], first.shape[2])
+    rest = [f for _, f in files[1:]]
     if workers > 0:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as pool:
-            images = list(pool.map(_decode, [f for _, f in files]))
+            images = list(pool.map(lambda f: _decode(f, size), rest))
     else:
-        images = [_decode(f) for _, f in files]
-    size = size or (images[0].shape[1], images[0].shape[2])
-    xs = [x if x.shape[1:] == size else fit_to_input(x[None], (3, *size))[0] for x in images]
-    return torch.stack(xs), torch.tensor([label for label, _ in files]), classes
+        images = [_decode(f, size) for f in rest]
+    return torch.stack([first, *images]), torch.tensor([label for label, _ in files]), classes
 
 
 def npz(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
