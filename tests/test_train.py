@@ -287,6 +287,40 @@ def test_augmentation_only_in_training(tiny, tmp_path):
     assert not torch.equal(trainer.prepare(x, train=True), expected)
 
 
+def test_objective_adds_l1_and_scales_for_accumulation(tiny, tmp_path):
+    from netdsl.train.api import prepare
+    from netdsl.train.data import load_splits
+    from netdsl.train.loop import Trainer
+
+    def trainer(l1: float, accumulate: int) -> Trainer:
+        prep = prepare(tiny, settings={"train.optimizer.l1": l1, "train.optimizer.accumulate": accumulate})
+        return Trainer(prep.graph, prep.cfg, load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base), tmp_path, prep.resolved, prep.base, False)
+
+    loss = torch.tensor(2.0, requires_grad=True)
+    plain = trainer(0.0, 1)
+    assert plain.objective(loss, plain.share(0)) is loss  # nothing to add: no extra autograd op on the hot path
+    t = trainer(0.01, 4)
+    # 168 training samples in batches of 16: steps 0-3, 4-7 are groups of 64; steps 8-10 the last group, 16 + 16 + 8 = 40
+    assert [t.share(s) for s in range(11)] == [0.25] * 8 + [16 / 40, 16 / 40, 8 / 40]
+    weights = sum(float(p.detach().abs().sum()) for p in t.model.parameters())
+    assert float(t.objective(loss, 0.25).detach()) == pytest.approx((2.0 + 0.01 * weights) / 4, rel=1e-6)
+    t.objective(loss, 0.25).backward()
+    assert all(torch.allclose(p.grad, 0.01 / 4 * p.sign()) for p in t.model.parameters())  # d(l1 * |w|)/dw = l1 * sign(w)
+
+
+def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path):
+    spec = tmp_path / "mlp.yaml"  # no dropout or batch norm: the batch split must not change the gradient
+    spec.write_text(TINY.replace("  - dropout: 0.1\n", ""))
+    common = {"train.epochs": 1, "train.optimizer.momentum": 0.0}
+    whole = train(spec, out=tmp_path / "a", settings=common | {"train.batch_size": 16}, log=quiet)
+    halves = train(spec, out=tmp_path / "b", settings=common | {"train.batch_size": 8, "train.optimizer.accumulate": 2}, log=quiet)
+    a, b = final_weights(whole), final_weights(halves)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # mean of two half-batch means, equal up to summation order
+    assert not torch.equal(
+        a["head.weight"], final_weights(train(spec, out=tmp_path / "c", settings=common | {"train.batch_size": 8}, log=quiet))["head.weight"]
+    )
+
+
 def test_l1_accumulation_clipping_and_label_smoothing_run(tiny, tmp_path):
     settings = {
         "train.optimizer.l1": 1e-4,

@@ -239,12 +239,23 @@ class Trainer:
             x = self.augment(x)
         return (x - self.mean) / self.std
 
-    def objective(self, loss: torch.Tensor) -> torch.Tensor:
-        """The loss plus the L1 penalty, scaled for gradient accumulation (no extra autograd ops when neither is set)."""
-        l1, accumulate = self.cfg["optimizer"]["l1"], self.cfg["optimizer"]["accumulate"]
+    def share(self, step: int) -> float:
+        """The fraction of its accumulation group's samples that batch `step` holds (1 without accumulation).
+
+        Weighting each batch's mean loss by it makes the group's gradient that of one batch of all its samples,
+        the last, shorter group of an epoch included.
+        """
+        bs, n, accumulate = self.cfg["batch_size"], len(self.data.train), self.cfg["optimizer"]["accumulate"]
+        first = step // accumulate * accumulate
+        group = min((first + accumulate) * bs, n) - first * bs
+        return (min((step + 1) * bs, n) - step * bs) / group
+
+    def objective(self, loss: torch.Tensor, share: float = 1.0) -> torch.Tensor:
+        """The loss plus the L1 penalty, weighted by the batch's share of its accumulation group (no extra autograd ops when neither applies)."""
+        l1 = self.cfg["optimizer"]["l1"]
         if l1:
             loss = loss + l1 * sum(p.abs().sum() for p in self.model.parameters() if p.requires_grad)
-        return loss / accumulate if accumulate > 1 else loss
+        return loss * share if share != 1.0 else loss
 
     def autocast(self) -> Any:
         precision = self.cfg["precision"]
@@ -269,7 +280,7 @@ class Trainer:
                 out = self.module(self.prepare(x, True))
                 target = targets_for(cfg["loss"], y, out)
                 loss = self.loss_fn(out, target)
-                total = self.objective(loss)
+                total = self.objective(loss, self.share(step))
             if not math.isfinite(value := float(total.detach())):
                 raise TrainingStopped(f"the loss became {value} at epoch {self.epoch + 1}, step {step + 1}; the last good checkpoint is kept")
             self.scaler.scale(total).backward()
