@@ -202,6 +202,34 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_marks_interrupted(tin
     assert 1 <= state["epoch"] < 200
 
 
+class Opaque:
+    """A Python object in a checkpoint: torch.load(weights_only=True) refuses to build it."""
+
+
+def test_weights_files_that_are_not_weights(tmp_path):
+    from netdsl.train.checkpoint import weights_from_file
+
+    def message(name: str, content: bytes | None = None, obj: object = None) -> str:
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        else:
+            torch.save(obj, path)
+        with pytest.raises(SpecError) as info:
+            weights_from_file(path)
+        return str(info.value).removeprefix(f"{path}:1:1: ")
+
+    source = "weights come from a .pt file (a state dict or a netdsl checkpoint) or a .safetensors file"
+    assert message("model.onnx", b"\x08\x08\x12\x07pytorch") == f"an ONNX model; {source}"  # an ONNX protobuf's first bytes
+    assert message("notes.pt", b"weights: none") == f"not a file torch.save wrote; {source}"
+    assert message("pickled.pt", obj={"model": Opaque()}) == (
+        "holds Python objects beyond tensors, which a safe load (weights_only=True) refuses; save model.state_dict() instead"
+    )
+    legacy = tmp_path / "legacy.pt"  # the pre-1.6 format (a bare pickle) still loads
+    torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(weights_from_file(legacy)["w"], torch.ones(2))
+
+
 def test_truncated_or_corrupt_checkpoint_is_a_clear_error(tiny, tmp_path):
     from netdsl.train.checkpoint import save_checkpoint
 

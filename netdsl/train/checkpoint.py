@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+TORCH_SAVE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save: a zip archive (since 1.6), or a bare pickle (the legacy format)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint verified against its checksum; a truncated or corrupt file is a clear one-line error."""
     where = Loc(str(path), 1, 1)
@@ -68,8 +72,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         data = path.read_bytes()
     except OSError as exc:
         raise SpecError([Diagnostic(where, f"cannot read checkpoint: {exc.strerror}")]) from None
+    if not data.startswith(TORCH_SAVE_MAGIC):
+        what = "an ONNX model" if path.suffix == ".onnx" else "not a file torch.save wrote"
+        raise SpecError([Diagnostic(where, f"{what}; weights come from a .pt file (a state dict or a netdsl checkpoint) or a .safetensors file")])
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise SpecError([Diagnostic(where, f"checkpoint is truncated or corrupt (UnpicklingError: {str(exc).splitlines()[0][:120]})")]) from None
+        raise SpecError(
+            [Diagnostic(where, "holds Python objects beyond tensors, which a safe load (weights_only=True) refuses; save model.state_dict() instead")]
+        ) from None
     except Exception as exc:  # torch raises many kinds for a damaged file
         raise SpecError([Diagnostic(where, f"checkpoint is truncated or corrupt ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")]) from None
     if not isinstance(state, dict):
