@@ -399,6 +399,16 @@ def test_eval_and_predict_cli(tiny, tmp_path, cli):
     assert [line.split(":")[0] for line in out.splitlines()] == [f"{stack}[{i}]" for i in range(4)] + [str(sample)]
     code, out, err = cli("predict", str(run / "resolved.yaml"), str(tmp_path / "missing.png"), "--weights", str(run / "best.pt"))
     assert code == 2 and err.strip() == f"{tmp_path / 'missing.png'}:1:1: no such file"
+    code, out, err = cli("predict", str(run / "resolved.yaml"), str(sample), "--weights", str(run / "best.pt"), "--top", "0")
+    assert (code, out, err) == (2, "", "--top:1:1: --top must be >= 1; got 0\n")
+    other = tmp_path / "other.yaml"  # the same network with five classes: the weights do not fit it
+    other.write_text(TINY.replace("params: {classes: 4}", "params: {classes: 5}"))
+    for command in (["predict", str(other), str(sample)], ["eval", str(other)]):
+        code, out, err = cli(*command, "--weights", str(run / "best.pt"))
+        assert code == 2 and err == (
+            f"{run / 'best.pt'}:1:1: weights do not fit the network: mis-shaped 2: head.bias (expected [5], got [4]), "
+            f"head.weight (expected [5, 32], got [4, 32]) (spec {other})\n"
+        )
 
 
 def test_per_layer_group_learning_rates_and_weight_decay(tiny, tmp_path):

@@ -26,7 +26,7 @@ import onnx
 import torch
 import yaml
 
-from netdsl.backends.pytorch import WeightsError, build_module, load_weights
+from netdsl.backends.pytorch import build_module
 from netdsl.errors import input_error
 from netdsl.ir import Graph
 from netdsl.runtime.model_info import INPUT_NAME, MODEL_VERSION, OUTPUT_NAME, ModelInfo, TensorInfo, spec_hash
@@ -162,17 +162,9 @@ def _model(graph: Graph, weights: str | os.PathLike[str] | None, seed: int) -> t
     """The eval-mode module and where its weights came from."""
     if weights is None:
         return build_module(graph, seed=seed).eval(), f"random initialization (seed {seed})"
-    from netdsl.train.checkpoint import weights_from_file
+    from netdsl.train.checkpoint import trained_module
 
-    state = weights_from_file(Path(weights))
-    with torch.device("meta"):
-        model = build_module(graph)  # every value is overwritten by the strict load: skip initializing
-    model = model.to_empty(device="cpu")
-    try:
-        load_weights(model, state, strict=True)
-    except WeightsError as exc:
-        raise input_error(str(weights), f"{exc} (spec {graph.file})") from None
-    return model.eval(), str(weights)
+    return trained_module(graph, Path(weights)), str(weights)
 
 
 @contextlib.contextmanager

@@ -187,15 +187,13 @@ def evaluate(spec: str | os.PathLike[str], weights: str | os.PathLike[str], out:
     """Test-split metrics and a confusion matrix PNG for a spec with trained weights."""
     import torch
 
-    from netdsl.backends.pytorch import build_module, load_weights
-    from netdsl.train.checkpoint import weights_from_file
+    from netdsl.train.checkpoint import trained_module
     from netdsl.train.data import load_splits
     from netdsl.train.plots import plot_confusion
 
     prep = prepare(spec, **options)
+    model = trained_module(prep.graph, Path(weights))  # a bad weights file fails before the data is read
     data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base, prep.cfg["workers"])
-    model = build_module(prep.graph).eval()
-    load_weights(model, weights_from_file(Path(weights)))
     mean = torch.tensor(data.mean).view(1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
     std = torch.tensor(data.std).view(1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
     n = len(data.classes)
@@ -220,11 +218,12 @@ def predict(spec: str | os.PathLike[str], weights: str | os.PathLike[str], image
     """
     import torch
 
-    from netdsl.backends.pytorch import build_module, load_weights
     from netdsl.inputs import read_inputs
-    from netdsl.train.checkpoint import weights_from_file
+    from netdsl.train.checkpoint import trained_module
     from netdsl.train.data import load_splits
 
+    if top < 1:
+        raise SpecError([Diagnostic(Loc("--top", 1, 1), f"--top must be >= 1; got {top}")])
     prep = prepare(spec, **options)
     normalize = prep.cfg["data"]["normalize"]
     if isinstance(normalize, dict) and prep.cfg["data"].get("classes"):
@@ -233,8 +232,7 @@ def predict(spec: str | os.PathLike[str], weights: str | os.PathLike[str], image
         data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base, prep.cfg["workers"])
         mean, std, classes = data.mean, data.std, data.classes
     x, labels = read_inputs(images, prep.graph.input_shape)
-    model = build_module(prep.graph).eval()
-    load_weights(model, weights_from_file(Path(weights)))
+    model = trained_module(prep.graph, Path(weights))
     shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
     mean_t, std_t = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
     with torch.inference_mode():

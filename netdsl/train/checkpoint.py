@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from netdsl.errors import Diagnostic, Loc, SpecError
+from netdsl.ir import Graph
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -131,3 +132,18 @@ def weights_from_file(path: Path) -> dict[str, torch.Tensor]:
     if not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise SpecError([Diagnostic(where, "holds no state dict (expected tensors, or a checkpoint with 'model')")])
     return dict(weights)
+
+
+def trained_module(graph: Graph, path: Path) -> torch.nn.Module:
+    """The spec's module in eval mode with the weights of `path` (strict); a file that does not fit is one line naming it."""
+    from netdsl.backends.pytorch import WeightsError, build_module, load_weights
+
+    state = weights_from_file(path)
+    with torch.device("meta"):
+        model = build_module(graph)  # every value is overwritten by the strict load: skip initializing
+    model = model.to_empty(device="cpu")
+    try:
+        load_weights(model, state, strict=True)
+    except WeightsError as exc:
+        raise SpecError([Diagnostic(Loc(str(path), 1, 1), f"{exc} (spec {graph.file})")]) from None
+    return model.eval()
