@@ -378,6 +378,13 @@ def test_memory_stays_flat_from_epoch_to_epoch(tmp_path):
     assert max(rss[3:]) - rss[2] < 12, rss
 
 
+@pytest.mark.parametrize(("option", "value"), [("--epochs", "0"), ("--nproc", "0"), ("--nproc", "-2")])
+def test_counts_below_one_are_refused_before_anything_runs(tiny, tmp_path, cli, option, value):
+    code, out, err = cli("train", str(tiny), "--out", str(tmp_path / "runs"), option, value)
+    assert (code, out, err) == (2, "", f"{option}:1:1: {option} must be >= 1, got {value}\n")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_eval_and_predict_cli(tiny, tmp_path, cli):
     run = train(tiny, out=tmp_path, log=quiet)
     code, out, err = cli("eval", str(tiny), "--weights", str(run / "best.pt"), "--json")

@@ -447,6 +447,9 @@ def test_split_fractions_round_half_up_and_the_last_split_takes_the_rest(tmp_pat
     data = load(tmp_path, {**base, "split": {"train": 0.6, "val": 0.2}}, (1, 2, 2))  # relative fractions: 0.75 / 0.25, no test
     assert (ids(data.train), ids(data.val), ids(data.test)) == ([0, 1, 2, 3, 4, 5, 6, 7], [8, 9], [])  # 10 * 0.6 / 0.8 = 7.5 -> 8
     assert data.train.y.tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert error(tmp_path, {**base, "split": {"train": 0.99, "val": 0.1, "test": 0.2}}, (1, 2, 2)) == (
+        "train.data.split:1:1: the fractions (train 0.99, val 0.1, test 0.2) add up to 1.29, more than the whole data set"
+    )
 
 
 def test_shuffle_false_keeps_the_file_order_and_shuffle_true_is_a_seeded_partition(tmp_path):

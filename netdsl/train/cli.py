@@ -61,6 +61,8 @@ def _split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc < 1:
+        raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc must be >= 1, got {args.nproc}")])
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return launch(args)
     from netdsl.train.api import train

@@ -236,6 +236,9 @@ def load_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: Path, w
     """
     source = cfg["source"]
     fractions = cfg["split"]
+    if sum(fractions.values()) > 1 + 1e-9:
+        listed = ", ".join(f"{k} {v:g}" for k, v in fractions.items())
+        raise fail("train.data.split", f"the fractions ({listed}) add up to {sum(fractions.values()):g}, more than the whole data set")
 
     def resolve(key: str) -> Path:
         if key not in cfg:
