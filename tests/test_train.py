@@ -385,6 +385,38 @@ def test_counts_below_one_are_refused_before_anything_runs(tiny, tmp_path, cli, 
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("train.device=cuda", "train.device:1:1: device 'cuda' was asked for, but torch sees no CUDA device"),
+        ("train.precision=fp16", "train.precision:1:1: fp16 mixed precision needs a CUDA device; on the CPU use bf16 or fp32"),
+        ("train.transfer.weights=missing.pt", "{dir}/missing.pt:1:1: no such weights file"),
+    ],
+)
+def test_a_setup_that_cannot_run_fails_before_making_a_run_directory(tiny, tmp_path, cli, setting, message):
+    if "cuda" in setting and torch.cuda.is_available():
+        setting = "train.device=bogus"  # on a CUDA machine the request would be granted; the schema refuses this one instead
+        message = "--set:1:1: train.device: 'bogus' is not one of ['auto', 'cpu', 'cuda']"
+    code, out, err = cli("train", str(tiny), "--out", str(tmp_path / "runs"), "--set", setting)
+    assert (code, out, err) == (2, "", message.format(dir=tiny.parent) + "\n")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bf16_mixed_precision_on_the_cpu(tiny, tmp_path):
+    from netdsl.train.api import prepare
+    from netdsl.train.data import load_splits
+    from netdsl.train.loop import Trainer
+
+    prep = prepare(tiny, settings={"train.precision": "bf16", "train.device": "cpu"})
+    trainer = Trainer(prep.graph, prep.cfg, load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base), tmp_path, prep.resolved, prep.base, False)
+    with trainer.autocast():
+        assert trainer.model(torch.rand(2, 1, 12, 12)).dtype == torch.bfloat16  # the layers really compute in bfloat16
+    run = train(tiny, out=tmp_path, settings={"train.precision": "bf16"}, log=quiet)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
+    assert all(v.dtype == torch.float32 for v in final_weights(run).values() if v.is_floating_point())  # weights stay float32
+
+
 def test_eval_and_predict_cli(tiny, tmp_path, cli):
     run = train(tiny, out=tmp_path, log=quiet)
     code, out, err = cli("eval", str(tiny), "--weights", str(run / "best.pt"), "--json")

@@ -104,7 +104,6 @@ def train(
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Train a spec with its own `train:` settings; returns the run directory."""
-    import torch
 
     from netdsl.train.data import load_splits
     from netdsl.train.loop import Distributed, Trainer, TrainingStopped, check_fit, write_results
@@ -131,18 +130,20 @@ def train(
             raise SpecError(
                 [Diagnostic(Loc(str(run / "resolved.yaml"), 1, 1), f"the spec differs from the run's in: {listed}; resume with --allow-changes to accept that")]
             )
-    elif run_dir is not None:
+    # the device, precision and transfer weights are checked (and the model built) before a run directory is made
+    trainer = Trainer(prep.graph, cfg, data, Path(resume or run_dir or out), prep.resolved, prep.base, progress=sys.stderr.isatty())
+    if resume is None and run_dir is not None:
         run = Path(run_dir)
         run.mkdir(parents=True, exist_ok=True)
-    else:
+    elif resume is None:
         run = new_run_dir(Path(out), prep.graph.name) if dist.main else Path(out)
+    trainer.run = run
     if dist.main:
         check_writable(run)
         if resume is None:
             (run / "spec.yaml").write_text(prep.text)
         write_yaml(run / "resolved.yaml", prep.resolved)
-    device = "cuda" if cfg["device"] != "cpu" and torch.cuda.is_available() else "cpu"
-    trainer = Trainer(prep.graph, cfg, data, run, prep.resolved, prep.base, progress=sys.stderr.isatty())
+    device = trainer.device.type
     if resume is not None:
         trainer.restore(run / "last.pt")
     if dist.main:

@@ -159,7 +159,7 @@ TRAIN_SCHEMA = obj(
             "last.pt every epoch (and every_steps), best.pt by the monitored metric",
         ),
         "device": d({"enum": ["auto", "cpu", "cuda"]}, "auto"),
-        "precision": d({"enum": ["fp32", "bf16", "fp16"]}, "fp32", "mixed precision on CUDA"),
+        "precision": d({"enum": ["fp32", "bf16", "fp16"]}, "fp32", "mixed precision: bf16 on CPU or CUDA, fp16 (with loss scaling) on CUDA"),
         "seed": d({"type": "integer", "minimum": 0}, 0),
         "deterministic": d({"type": "boolean"}, True, "deterministic algorithms: identical runs give identical weights"),
         "workers": d({"type": "integer", "minimum": 0}, 0, "threads that decode image_folder images (0: the main thread); data is then held in memory"),

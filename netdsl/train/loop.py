@@ -92,6 +92,8 @@ class Trainer:
         self.dist = Distributed()
         self.progress = progress and self.dist.main
         self.device = pick_device(cfg["device"])
+        if cfg["precision"] == "fp16" and self.device.type != "cuda":
+            raise SpecError([Diagnostic(Loc("train.precision", 1, 1), "fp16 mixed precision needs a CUDA device; on the CPU use bf16 or fp32")])
         if cfg["deterministic"]:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
@@ -259,7 +261,7 @@ class Trainer:
 
     def autocast(self) -> Any:
         precision = self.cfg["precision"]
-        if precision == "fp32" or self.device.type != "cuda":
+        if precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
