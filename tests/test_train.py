@@ -57,7 +57,9 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def test_run_directory_has_every_file(tiny, tmp_path):
-    run = train(tiny, out=tmp_path / "runs", log=quiet)
+    lines: list[str] = []
+    run = train(tiny, out=tmp_path / "runs", log=lines.append)
+    assert lines[-1].startswith("best val_loss ") and lines[-1].endswith(f": {run / 'best.pt'}; learning curves: {run / 'curves.png'}")
     assert run.parent == tmp_path / "runs" and run.name.startswith("tiny-")
     names = {p.name for p in run.iterdir()}
     assert {
@@ -80,6 +82,9 @@ def test_run_directory_has_every_file(tiny, tmp_path):
     assert (run / "metrics.csv").read_text().splitlines()[0].startswith("epoch,lr,train_loss")
     results = json.loads((run / "results.json").read_text())
     assert results["test_samples"] == 48 and 0 <= results["test_accuracy"] <= 1
+    best = min(rows, key=lambda r: r["val_loss"])  # the default monitor, val_loss, min; the first epoch on a tie
+    assert (results["monitor"], results["best"], results["best_epoch"]) == ("val_loss", best["val_loss"], best["epoch"])
+    assert load_checkpoint(run / "best.pt")["epoch"] == best["epoch"]
     env = json.loads((run / "env.json").read_text())
     assert env["torch"] == torch.__version__ and env["device"] == "cpu"
     assert (run / "spec.yaml").read_text() == TINY

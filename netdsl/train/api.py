@@ -175,11 +175,14 @@ def train(
         return run
     results = trainer.test()
     if dist.main:
-        write_results(run, results | {"epochs_run": len(trainer.history), "best": trainer.best, "monitor": cfg["checkpoint"]["monitor"]})
+        monitor = cfg["checkpoint"]["monitor"]
+        write_results(run, results | {"epochs_run": len(trainer.history), "best": trainer.best, "best_epoch": trainer.best_epoch, "monitor": monitor})
         if trainer.history:
             plot_curves(trainer.history, run / "curves.png", f"{prep.graph.name}: learning curves")
         write_status(run, "finished", epoch=trainer.epoch)
         say("test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()))
+        if trainer.best is not None:
+            say(f"best {monitor} {trainer.best:.4f} at epoch {trainer.best_epoch}: {run / 'best.pt'}; learning curves: {run / 'curves.png'}")
     dist.barrier()
     return run
 

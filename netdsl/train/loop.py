@@ -381,6 +381,17 @@ class Trainer:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
 
+    def monitored(self, row: dict[str, Any]) -> float | None:
+        """The checkpoint's monitored metric in an epoch's row (its train_ twin when there is no validation split)."""
+        monitor = self.cfg["checkpoint"]["monitor"]
+        value = row.get(monitor, row.get(monitor.replace("val_", "train_")))
+        return None if value is None else float(value)
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch whose weights are in best.pt (the first to reach the best monitored value)."""
+        return next((int(row["epoch"]) for row in self.history if self.best is not None and self.monitored(row) == self.best), None)
+
     def after_epoch(self, row: dict[str, Any]) -> None:
         name = self.cfg["schedule"]["name"]
         if name == "plateau":
@@ -390,7 +401,7 @@ class Trainer:
         self.history.append(row)
         self.epoch, self.step, self.partial = self.epoch + 1, 0, {}
         ck = self.cfg["checkpoint"]
-        value = row.get(ck["monitor"], row.get(ck["monitor"].replace("val_", "train_")))
+        value = self.monitored(row)
         if value is not None and self.improved(value, ck["mode"], 0.0, self.best):
             self.best = value
             if self.dist.main:
