@@ -121,7 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(f"{r['input']}: " + ", ".join(f"{t['class']} {t['p']:.3f}" for t in r["top"]))
+            print(f"{r['input']}: " + ", ".join(f"{t['class']} ({t['p']:.1%})" for t in r["top"]))  # as `netdsl infer` prints
     return 0
 
 
