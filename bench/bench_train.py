@@ -23,7 +23,8 @@ import torch.nn.functional as F  # noqa: E402
 
 import netdsl  # noqa: E402
 from netdsl.train.api import prepare, train  # noqa: E402
-from netdsl.train.data import load_splits  # noqa: E402
+from netdsl.train.sources import load_splits  # noqa: E402
+from netdsl.train.splits import Reading  # noqa: E402
 
 HAND_SCRIPT = """
 import time; t0 = time.perf_counter()
@@ -71,8 +72,11 @@ def compare(name: str, spec: str, epochs: int, rounds: int, input_shape: str | N
     variables = {"num_classes": 10} if "num_classes" in (ROOT / spec).read_text() else {}
     prep = prepare(ROOT / spec, settings=settings, variables=variables, input_shape=input_shape)
     data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
+    batches = list(data.train.batches(Reading(batch_size=256), epoch=0, seed=0, shuffle=False))  # the training split in stored order
+    data.close()
     mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
-    x = (data.train.x - mean) / std
+    x = (torch.cat([b[0] for b in batches]) - mean) / std
+    y = torch.cat([b[1] for b in batches])
     skip = 1 if epochs > 2 else 0
     ours: list[float] = []
     theirs: list[float] = []
@@ -84,7 +88,7 @@ def compare(name: str, spec: str, epochs: int, rounds: int, input_shape: str | N
         ours.extend(r["samples_per_s"] for r in rows[skip:])
 
     def hand_run() -> None:
-        theirs.extend(hand_loop(netdsl.compile(prep.graph, seed=0), x, data.train.y, epochs, 64)[skip:])
+        theirs.extend(hand_loop(netdsl.compile(prep.graph, seed=0), x, y, epochs, 64)[skip:])
 
     for i in range(rounds):
         for run in (hand_run, netdsl_run) if i % 2 == 0 else (netdsl_run, hand_run):

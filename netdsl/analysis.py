@@ -60,14 +60,25 @@ class Report:
         return self.params - self.trainable
 
 
-def node_row(node: Node, depth: int) -> Row:
+def node_row(node: Node, depth: int, freeze: tuple[str, ...] = ()) -> Row:
     params = node.param_count()
-    return Row(node.name, node.op, node.shape, params, 0 if node.frozen else params, node.buffer_count(), node.macs(), depth)
+    if node.frozen:
+        trainable = 0
+    elif freeze:
+        from netdsl.train.config import freeze_matches
+
+        trainable = sum(math.prod(s) for p, s in node.params() if not any(freeze_matches(p, pattern) for pattern in freeze))
+    else:
+        trainable = params
+    return Row(node.name, node.op, node.shape, params, trainable, node.buffer_count(), node.macs(), depth)
 
 
-def analyze(graph: Graph, depth: int | None = None) -> Report:
-    """Count a graph; rows roll nodes deeper than `depth` (None: no limit) up into their group."""
-    leaves = [node_row(n, n.name.count(".") + 1) for n in graph.nodes]
+def analyze(graph: Graph, depth: int | None = None, freeze: tuple[str, ...] = ()) -> Report:
+    """Count a graph; rows roll nodes deeper than `depth` (None: no limit) up into their group.
+
+    `freeze`: train.transfer.freeze patterns; the parameters they match count as frozen, as in training.
+    """
+    leaves = [node_row(n, n.name.count(".") + 1, freeze) for n in graph.nodes]
     buffer_bytes = 0
     for node in graph.nodes:
         for path, shape in node.buffers():

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from netdsl.errors import Diagnostic, Loc, SpecError, render_source_line
@@ -59,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_commands(sub, spec_options)
     add_onnx_commands(sub, spec_options)
 
+    p = sub.add_parser("data", help="prepare data sets: pack an image folder into WebDataset shards")
+    data = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    q = data.add_parser("pack", help="write WebDataset tar shards and index.json from an image folder (source: webdataset reads them)")
+    q.add_argument("folder", help="one sub-folder of images per class, or train/ val/ test/ folders of those")
+    q.add_argument("-o", "--out", required=True, metavar="FOLDER", help="where the shards and index.json go")
+    q.add_argument("--shard-size", type=int, default=1000, metavar="N", help="samples per shard (default 1000)")
+
     p = sub.add_parser("convert", help="write a spec in the other format: YAML <-> text (.net), comments kept")
     p.add_argument("spec")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (the format follows its suffix); default: print in the other format")
@@ -80,6 +88,30 @@ def _load(path: str, args: argparse.Namespace) -> Any:
     return load(path, input_shape=args.input, variables=variables)
 
 
+def _load_with_freeze(args: argparse.Namespace) -> tuple[Any, tuple[str, ...]]:
+    """The graph, and the freeze patterns of train.transfer (the spec's, or --set train.transfer.freeze=[...]): summarize counts them frozen."""
+    from netdsl.spec.load import parse_assignment
+
+    settings = [a for a in args.set if a.split("=", 1)[0].strip().startswith("train.")]
+    if not settings:
+        graph = _load(args.spec, args)
+        text = Path(args.spec).read_text(encoding="utf-8", errors="replace") if Path(args.spec).is_file() else ""
+        if "freeze" not in text:  # the common case: no transfer section to read
+            return graph, ()
+    from netdsl.train.api import prepare
+    from netdsl.train.config import check_freeze_patterns
+
+    variables = dict(parse_assignment(a) for a in args.set if a not in settings)
+    if args.width is not None:
+        variables["width_mult"] = args.width
+    if args.depth_mult is not None:
+        variables["depth_mult"] = args.depth_mult
+    prep = prepare(args.spec, dict(parse_assignment(a) for a in settings), variables, args.input)
+    freeze = tuple(prep.cfg.get("transfer", {}).get("freeze", []))
+    check_freeze_patterns(list(freeze), [p for node in prep.graph.nodes for p, _ in node.params()])
+    return prep.graph, freeze
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     from netdsl.analysis import analyze
     from netdsl.input_sizes import input_rule
@@ -87,8 +119,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
     if args.depth < 0:
         raise SpecError([Diagnostic(Loc("--depth", 1, 1), f"--depth must be >= 0, got {args.depth}")])
-    graph = _load(args.spec, args)
-    report = analyze(graph, args.depth or None)
+    graph, freeze = _load_with_freeze(args)
+    report = analyze(graph, args.depth or None, freeze)
     rule = input_rule(graph)
     sys.stdout.write(render_json(report, rule) if args.json else render_table(report, rule))
     if args.torch:
@@ -179,6 +211,25 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     return 1 if args.check and result.changed else 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from netdsl.train.pack import pack
+    from netdsl.train.progress import task
+
+    with task(f"packing {args.folder}", None) as bar:
+        result = pack(Path(args.folder), Path(args.out), args.shard_size, lambda done, total: bar.advance(done - bar.count))  # `data` has one subcommand
+    counts = [(name, s["samples"], len(s["shards"])) for name, s in result["splits"].items()]
+    splits = [f"{name} {n:,} samples in {k} shard{'s' * (k != 1)}" if i == 0 else f"{name} {n:,} in {k}" for i, (name, n, k) in enumerate(counts)]
+    print(f"{args.out}: {', '.join(splits)}; classes: {', '.join(result['classes'])}; index.json")
+    keys = {"train": "urls", "val": "val_urls", "test": "test_urls"}
+    urls = ", ".join(f"{keys[name]}: '{Path(args.out) / pattern}'" for name, pattern in result["urls"].items())
+    print(f"train.data: {{source: webdataset, {urls}}}")
+    if result["ignored"]:
+        print(f"left out {len(result['ignored'])} file(s) that are not images by their suffix (first: {result['ignored'][0]})")
+    if result["stale"]:
+        print(f"note: {len(result['stale'])} shard(s) of an earlier pack are still in {args.out} and not in index.json (first: {result['stale'][0]})")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from netdsl.spec.schema import shipped_schema
 
@@ -213,6 +264,7 @@ COMMANDS = {
     "schema": cmd_schema,
     "convert": cmd_convert,
     "fmt": cmd_fmt,
+    "data": cmd_data,
 }
 
 

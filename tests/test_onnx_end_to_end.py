@@ -12,7 +12,8 @@ from netdsl.runtime.infer import infer
 from netdsl.spec.load import load
 from netdsl.train.api import predict, train
 from netdsl.train.checkpoint import weights_from_file
-from netdsl.train.data import digits, fit_to_input
+from netdsl.train.fitting import fit_to_input
+from netdsl.train.sources import read_digits
 from tests.conftest import SPECS
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
 
@@ -23,7 +24,7 @@ def test_trained_lenet5_predicts_the_same_on_onnxruntime(tmp_path, cli):
     assert code == 0, stderr
     assert stdout.splitlines()[-1] == f"weights: {run / 'best.pt'}; classes: 10; normalization recorded"
 
-    x, labels, _ = digits()
+    x, labels, _ = read_digits()
     samples = fit_to_input(x[-60:], (1, 32, 32)).numpy()  # the last 60 digits at the network's input size, in [0, 1]
     np.save(tmp_path / "digits.npy", samples)
     pngs = []

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -125,6 +126,24 @@ def test_output_width_must_match_the_classes(tiny, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("train_section", ["", "train:\n  epochs: 2\n", "train:\n  data: {split: {train: 0.8, val: 0.2}}\n"])
+def test_a_spec_without_a_data_source_is_an_error_naming_the_key(tmp_path, cli, train_section):
+    # it used to train on the bundled digits without a word (a CIFAR ResNet ran on digits upscaled to 3x32x32)
+    spec = tmp_path / "nodata.yaml"
+    spec.write_text(TINY.split("train:")[0] + train_section)
+    code, out, err = cli("train", str(spec), "--out", str(tmp_path / "runs"))
+    line = 1 if not train_section else TINY.split("train:")[0].count("\n") + 1  # the train: key, or the file when there is none
+    col = 1
+    assert (code, out) == (2, "")
+    assert err == (
+        f"{spec}:{line}:{col}: no training data: add train.data.source to the spec (digits, synthetic, mnist_idx, cifar10_bin, npz, npy, "
+        "image_folder, webdataset), e.g. `data: {source: image_folder, path: photos/}`, or pass --set train.data.source=...\n"
+    )
+    assert not (tmp_path / "runs").exists()
+    code, out, err = cli("train", str(spec), "--out", str(tmp_path / "runs"), "--epochs", "1", "--set", "train.data.source=synthetic", "--set", "classes=10")
+    assert code == 0, err  # naming it on the command line is enough
+
+
 def test_missing_data_fails_before_a_run_directory_exists(tiny, tmp_path):
     with pytest.raises(SpecError, match=r"no such file or folder \(train.data.path\)"):
         train(tiny, out=tmp_path / "runs", settings={"train.data.source": "npz", "train.data.path": "nothing.npz"}, log=quiet)
@@ -177,9 +196,28 @@ def wait_for_rows(run_parent: Path, rows: int, proc: subprocess.Popen, timeout: 
     raise AssertionError("training did not get that far")
 
 
-def test_kill_9_mid_epoch_then_resume_is_bitwise_identical(tiny, tmp_path):
+def image_folder(root: Path, classes: int = 4, per_class: int = 40) -> Path:
+    """Small class folders of 16x16 PNGs whose brightness depends on the class (learnable), one nested level deep."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        for i in range(per_class):
+            folder = root / f"c{c}" / f"part{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random((16, 16, 3)) * 60 + 50 * c).astype("uint8")).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("data", ["synthetic", "image_folder"])
+def test_kill_9_mid_epoch_then_resume_is_bitwise_identical(tiny, tmp_path, data):
     settings = ["--set", "train.epochs=5", "--set", "train.checkpoint.every_steps=3"]
-    straight = train(tiny, out=tmp_path / "straight", settings={"train.epochs": 5, "train.checkpoint.every_steps": 3}, log=quiet)
+    if data == "image_folder":  # images decoded by two DataLoader worker processes
+        folder = image_folder(tmp_path / "images")
+        settings += ["--set", "train.data.source=image_folder", "--set", f"train.data.path={folder}", "--set", "train.workers=2"]
+    plain = dict(s.split("=", 1) for s in settings[1::2])
+    straight = train(tiny, out=tmp_path / "straight", settings={k: yaml.safe_load(v) for k, v in plain.items()}, log=quiet)
     proc = run_cli(["train", str(tiny), "--out", str(tmp_path / "killed"), *settings])
     run = wait_for_rows(tmp_path / "killed", 2, proc)  # epoch 2 done: now inside epoch 3
     time.sleep(0.05)
@@ -307,28 +345,31 @@ def test_schedules_run_and_change_the_learning_rate(tiny, tmp_path, schedule):
     assert len(set(lrs)) > 1 or schedule == "plateau"
 
 
-def test_augmentation_only_in_training(tiny, tmp_path):
+def make_trainer(spec: Path, run: Path, settings: dict) -> Any:
+    """A Trainer as `netdsl train` builds it (one process), without running it."""
     from netdsl.train.api import prepare
-    from netdsl.train.data import load_splits
+    from netdsl.train.engine import Engine
     from netdsl.train.loop import Trainer
+    from netdsl.train.sources import load_splits
 
-    prep = prepare(tiny, settings={"train.augmentation": {"vflip": 1.0, "erasing": 1.0}})
+    prep = prepare(spec, settings=settings)
     data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
-    trainer = Trainer(prep.graph, prep.cfg, data, tmp_path, prep.resolved, prep.base, progress=False)
-    x = data.val.x[:4]
+    return Trainer(prep.graph, prep.cfg, data, Engine(prep.cfg["device"], prep.cfg["precision"]), run, prep.resolved, prep.base)
+
+
+def test_augmentation_only_in_training(tiny, tmp_path):
+    from netdsl.train.splits import Reading
+
+    trainer = make_trainer(tiny, tmp_path, {"train.augmentation": {"vflip": 1.0, "erasing": 1.0}})
+    x = next(trainer.data.val.batches(Reading(batch_size=4), epoch=0, seed=0, shuffle=False))[0]
     expected = (x - trainer.mean) / trainer.std
     assert torch.equal(trainer.prepare(x, train=False), expected)
     assert not torch.equal(trainer.prepare(x, train=True), expected)
 
 
 def test_objective_adds_l1_and_scales_for_accumulation(tiny, tmp_path):
-    from netdsl.train.api import prepare
-    from netdsl.train.data import load_splits
-    from netdsl.train.loop import Trainer
-
-    def trainer(l1: float, accumulate: int) -> Trainer:
-        prep = prepare(tiny, settings={"train.optimizer.l1": l1, "train.optimizer.accumulate": accumulate})
-        return Trainer(prep.graph, prep.cfg, load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base), tmp_path, prep.resolved, prep.base, False)
+    def trainer(l1: float, accumulate: int) -> Any:
+        return make_trainer(tiny, tmp_path, {"train.optimizer.l1": l1, "train.optimizer.accumulate": accumulate})
 
     loss = torch.tensor(2.0, requires_grad=True)
     plain = trainer(0.0, 1)
@@ -409,13 +450,8 @@ def test_a_setup_that_cannot_run_fails_before_making_a_run_directory(tiny, tmp_p
 
 
 def test_bf16_mixed_precision_on_the_cpu(tiny, tmp_path):
-    from netdsl.train.api import prepare
-    from netdsl.train.data import load_splits
-    from netdsl.train.loop import Trainer
-
-    prep = prepare(tiny, settings={"train.precision": "bf16", "train.device": "cpu"})
-    trainer = Trainer(prep.graph, prep.cfg, load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base), tmp_path, prep.resolved, prep.base, False)
-    with trainer.autocast():
+    trainer = make_trainer(tiny, tmp_path, {"train.precision": "bf16", "train.device": "cpu"})
+    with trainer.engine.autocast():
         assert trainer.model(torch.rand(2, 1, 12, 12)).dtype == torch.bfloat16  # the layers really compute in bfloat16
     run = train(tiny, out=tmp_path, settings={"train.precision": "bf16"}, log=quiet)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -457,14 +493,8 @@ def test_eval_and_predict_cli(tiny, tmp_path, cli):
 
 
 def test_per_layer_group_learning_rates_and_weight_decay(tiny, tmp_path):
-    from netdsl.train.api import prepare
-    from netdsl.train.data import load_splits
-    from netdsl.train.loop import Trainer
-
     groups = [{"params": "conv.*", "lr": 0.001}, {"params": "hidden", "lr": 0.002, "weight_decay": 0.1}]
-    prep = prepare(tiny, settings={"train.optimizer.groups": groups, "train.optimizer.weight_decay": 0.01})
-    data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
-    trainer = Trainer(prep.graph, prep.cfg, data, tmp_path, prep.resolved, prep.base, progress=False)
+    trainer = make_trainer(tiny, tmp_path, {"train.optimizer.groups": groups, "train.optimizer.weight_decay": 0.01})
     names = {id(p): n for n, p in trainer.model.named_parameters()}
     summary = [(sorted(names[id(p)] for p in g["params"]), g["lr"], g["weight_decay"]) for g in trainer.optimizer.param_groups]
     assert summary == [
@@ -493,10 +523,30 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise(tiny, tmp_path):
         chunks.append(chunk)
     assert proc.wait(timeout=120) == 0
     shown = b"".join(chunks).decode()
-    assert "\repoch 1/1 [" in shown and "samples/s" in shown  # redrawn in place with loss, accuracy, lr and rate
-    assert "] 11/11 loss " in shown  # 168 training samples (70% of 240) in batches of 16
+    assert "\r\x1b[2Kepoch 1/1 " in shown and "samples/s" in shown  # redrawn in place with loss, accuracy, lr and rate
+    assert "11/11\x1b[0m loss " in shown  # 168 training samples (70% of 240) in batches of 16
+    assert "ETA \x1b[36m0:00:0" in shown  # the time left in the epoch
     plain = subprocess.run(
         [sys.executable, "-m", "netdsl", "train", str(tiny), "--out", str(tmp_path / "pipe"), "--epochs", "1"], cwd=ROOT, capture_output=True, text=True
     )
     assert "\r" not in plain.stdout + plain.stderr
     assert [line.split()[0:2] for line in plain.stdout.splitlines()][1] == ["epoch", "1/1"]
+
+
+def test_corrupt_images_stop_the_run_by_name_or_are_skipped_and_listed(tiny, tmp_path, cli):
+    folder = image_folder(tmp_path / "images", per_class=10)
+    bad = folder / "c1" / "part0" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 20)
+    settings = ["--set", "train.data.source=image_folder", "--set", f"train.data.path={folder}", "--set", "train.data.split={train: 1.0}", "--epochs", "1"]
+    code, out, err = cli("train", str(tiny), "--out", str(tmp_path / "a"), *settings)
+    assert code == 2 and "run " not in out  # found while the normalization sample is read: before a run directory
+    assert err.startswith(f"{bad}:1:1: cannot decode image: ") and err.rstrip().endswith(
+        "; set train.data.skip_corrupt: true to leave such files out (they are then listed in skipped_files.txt)"
+    )
+    assert err.count("\n") == 1 and not (tmp_path / "a").exists()
+    code, out, err = cli("train", str(tiny), "--out", str(tmp_path / "b"), *settings, "--set", "train.data.skip_corrupt=true")
+    assert code == 0, err
+    run = next((tmp_path / "b").iterdir())
+    assert (run / "skipped_files.txt").read_text().startswith(f"{bad}\tcannot decode image: ")
+    assert json.loads((run / "results.json").read_text())["skipped_files"] == 1
+    assert f"left out 1 file(s) that could not be decoded: listed in {run / 'skipped_files.txt'}" in out

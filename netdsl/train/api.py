@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,8 @@ from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
 from netdsl.ir import Graph
 from netdsl.spec.formats import parse_tree
 from netdsl.spec.load import load_tree, read_spec
-from netdsl.spec.yaml_tree import plain
+from netdsl.spec.yaml_tree import loc_of, plain
+from netdsl.train.callbacks import RunInfo
 from netdsl.train.config import TRAIN_SCHEMA, resolve
 
 
@@ -31,6 +31,7 @@ class Prepared:
     resolved: dict[str, Any]
     text: str
     base: Path
+    where: Loc  # the spec's train: key (or its first line): where a missing training setting is reported
 
 
 def apply_settings(train: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,12 +74,13 @@ def prepare(
     resolved["import"] = [str((base / i).resolve()) if str(i).endswith((".yaml", ".yml", ".net")) else i for i in resolved.get("import", [])] or None
     resolved = {k: v for k, v in resolved.items() if v is not None}
     resolved["train"] = cfg
-    return Prepared(graph, cfg, resolved, text, base)
+    where = loc_of(tree, ("train",), key=True) if isinstance(tree, dict) and "train" in tree else None
+    return Prepared(graph, cfg, resolved, text, base, where or Loc(name, 1, 1))
 
 
 def _absolute_paths(cfg: dict[str, Any], base: Path) -> None:
-    for key in ("path", "val_path", "test_path"):
-        if key in cfg["data"]:
+    for key in ("path", "val_path", "test_path", "urls", "val_urls", "test_urls"):
+        if key in cfg["data"] and "://" not in cfg["data"][key]:
             cfg["data"][key] = str((base / cfg["data"][key]).resolve())
     transfer = cfg.get("transfer")
     if transfer and "weights" in transfer:
@@ -89,6 +91,22 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)]
     return [] if a == b else [prefix]
+
+
+def require_data(prep: Prepared) -> None:
+    """No data set is assumed: a spec (or --set) must name its source."""
+    if "source" not in prep.cfg["data"]:
+        from netdsl.train.sources import SOURCES
+
+        raise SpecError(
+            [
+                Diagnostic(
+                    prep.where,
+                    "no training data: add train.data.source to the spec (" + ", ".join(SOURCES) + "), e.g. `data: {source: image_folder, path: photos/}`, "
+                    "or pass --set train.data.source=...",
+                )
+            ]
+        )
 
 
 def train(
@@ -103,87 +121,147 @@ def train(
     run_dir: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Train a spec with its own `train:` settings; returns the run directory."""
-
-    from netdsl.train.data import load_splits
-    from netdsl.train.loop import Distributed, Trainer, TrainingStopped, check_fit, write_results
-    from netdsl.train.plots import plot_curves
-    from netdsl.train.run import check_writable, environment, new_run_dir, write_status, write_yaml
+    """Train a spec with its own `train:` settings; returns the run directory (rank 0's, under torchrun)."""
+    from netdsl.train.engine import Engine
+    from netdsl.train.tracking import check_log_targets
 
     say = log or (lambda line: print(line, flush=True))
     prep = prepare(spec, settings, variables, input_shape)
+    require_data(prep)
+    check_log_targets(prep.cfg["log"], prep.cfg["mlflow"].get("tracking_uri"))
     cfg = prep.cfg
-    data = load_splits(cfg["data"], prep.graph.input_shape, prep.base, cfg["workers"])  # missing data fails before any run directory exists
-    check_fit(prep.graph, cfg, len(data.classes))
+    engine = Engine(cfg["device"], cfg["precision"], cfg["deterministic"])
+    try:
+        return _train(prep, engine, Path(out), resume, allow_changes, run_dir, say if engine.main else (lambda line: None))
+    finally:
+        engine.close()
+
+
+def _check_resume(run: Path, prep: Prepared, allow_changes: bool) -> None:
+    if not (run / "last.pt").exists():
+        raise SpecError([Diagnostic(Loc(str(run), 1, 1), "nothing to resume: no last.pt in this run directory")])
+    stored = yaml.safe_load((run / "resolved.yaml").read_text())
+    changed = _differences(stored, prep.resolved)
+    if changed and not allow_changes:
+        listed = ", ".join(changed[:12]) + (f", ... ({len(changed) - 12} more)" if len(changed) > 12 else "")
+        raise SpecError(
+            [Diagnostic(Loc(str(run / "resolved.yaml"), 1, 1), f"the spec differs from the run's in: {listed}; resume with --allow-changes to accept that")]
+        )
+
+
+def _train(prep: Prepared, engine: Any, out: Path, resume: Any, allow_changes: bool, run_dir: Any, say: Callable[[str], None]) -> Path:
+    from netdsl.train.checkpoint import write_json
+    from netdsl.train.loop import Trainer, TrainingStopped, check_fit, data_workers
+    from netdsl.train.plots import plot_curves
+    from netdsl.train.progress import ProgressBar, task
+    from netdsl.train.run import check_writable, environment, new_run_dir, write_status, write_yaml
+    from netdsl.train.sources import normalization, open_source
+    from netdsl.train.splits import Reading
+    from netdsl.train.tracking import build_loggers
+
+    cfg, graph = prep.cfg, prep.graph
+    data = open_source(cfg["data"], graph.input_shape, prep.base)  # missing data fails before any run directory exists
+    check_fit(graph, cfg, len(data.classes))
+    for note in data.notes:
+        say(note)
+    reading = Reading(cfg["batch_size"], workers=data_workers(cfg["workers"], engine.world, data.streamed))
+    given = cfg["data"]["normalize"]
+    count = min(cfg["data"]["stats_samples"], len(data.train))
+    if given is True:
+        with task(f"normalization statistics from {count:,} training samples", count) as bar:
+            data.mean, data.std = normalization(cfg["data"], data.train, graph.input_shape, reading, bar.advance)
+    else:
+        data.mean, data.std = normalization(cfg["data"], data.train, graph.input_shape, reading)
     _absolute_paths(cfg, prep.base)
     cfg["data"]["normalize"] = {"mean": data.mean, "std": data.std}
     cfg["data"]["classes"] = data.classes
-    dist = Distributed()
+    if resume is not None and engine.main:
+        _check_resume(Path(resume), prep, allow_changes)
+    # the device, precision and transfer settings are checked (and the model built) before a run directory is made
+    trainer = Trainer(graph, cfg, data, engine, Path(resume or run_dir or out), prep.resolved, prep.base)
     if resume is not None:
         run = Path(resume)
-        if not (run / "last.pt").exists():
-            raise SpecError([Diagnostic(Loc(str(run), 1, 1), "nothing to resume: no last.pt in this run directory")])
-        stored = yaml.safe_load((run / "resolved.yaml").read_text())
-        changed = _differences(stored, prep.resolved)
-        if changed and not allow_changes:
-            listed = ", ".join(changed[:12]) + (f", ... ({len(changed) - 12} more)" if len(changed) > 12 else "")
-            raise SpecError(
-                [Diagnostic(Loc(str(run / "resolved.yaml"), 1, 1), f"the spec differs from the run's in: {listed}; resume with --allow-changes to accept that")]
-            )
-    # the device, precision and transfer weights are checked (and the model built) before a run directory is made
-    trainer = Trainer(prep.graph, cfg, data, Path(resume or run_dir or out), prep.resolved, prep.base, progress=sys.stderr.isatty())
-    if resume is None and run_dir is not None:
+    elif not engine.main:
+        run = Path(run_dir or out)  # rank 0 alone writes the run directory
+    elif run_dir is not None:
         run = Path(run_dir)
         run.mkdir(parents=True, exist_ok=True)
-    elif resume is None:
-        run = new_run_dir(Path(out), prep.graph.name) if dist.main else Path(out)
+    else:
+        run = new_run_dir(out, graph.name)
     trainer.run = run
-    if dist.main:
+    if engine.main:
         check_writable(run)
         if resume is None:
             (run / "spec.yaml").write_text(prep.text)
         write_yaml(run / "resolved.yaml", prep.resolved)
-    device = trainer.device.type
     if resume is not None:
         trainer.restore(run / "last.pt")
-    if dist.main:
-        from netdsl.train.checkpoint import write_json
-
-        write_json(run / "env.json", environment(device))
+    device = engine.device.type
+    if engine.main:
+        write_json(run / "env.json", environment(device) | {"processes": engine.world, "data_workers": trainer.reading.workers})
         write_status(run, "running", epoch=trainer.epoch)
-        say(f"run {run}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test samples, {cfg['epochs']} epochs, device {device}")
+        if trainer.transfer is not None:
+            say(trainer.transfer.line())
+        processes = f", {engine.world} processes" if engine.distributed else ""
+        say(
+            f"run {run}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test samples, {cfg['epochs']} "
+            f"epoch{'s' * (cfg['epochs'] != 1)}, device {device}{processes}, {trainer.reading.workers} data worker(s) per process"
+        )
+        trainer.callbacks = [ProgressBar(), *build_loggers(cfg["log"], say)]  # the bar first: cleared before a logger may warn
+    home = run.parent if resume is not None else out  # a resumed run keeps its MLflow store, wherever --out pointed
+    info = RunInfo(run, graph.name, prep.resolved, cfg["epochs"], trainer.steps_per_epoch, trainer.epoch, trainer.step, home.resolve())
+    for cb in trainer.callbacks:
+        cb.on_start(info)
 
     def epoch_line(row: dict[str, Any]) -> None:
-        if dist.main:
-            fields = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_")))
-            say(f"epoch {row['epoch']}/{cfg['epochs']} {fields} lr {row['lr']:.2e} {row['time']:.1f}s {row['samples_per_s']:,.0f} samples/s")
+        fields = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_")))
+        say(f"epoch {row['epoch']}/{cfg['epochs']} {fields} lr {row['lr']:.2e} {row['time']:.1f}s {row['samples_per_s']:,.0f} samples/s")
+
+    def end(state: str, results: dict[str, Any]) -> None:
+        for cb in trainer.callbacks:
+            cb.on_end(state, results, trainer.history)
 
     try:
         state = trainer.fit(epoch_line)
     except TrainingStopped as exc:
-        if dist.main:
+        if engine.main:
             write_status(run, "failed", str(exc), epoch=trainer.epoch)
+            end("failed", {})
         raise SpecError([Diagnostic(Loc(str(run), 1, 1), f"training stopped: {exc}")]) from None
     except BaseException as exc:
-        if dist.main:
+        if engine.main:
             write_status(run, "failed", f"{type(exc).__name__}: {exc}", epoch=trainer.epoch)
+            end("failed", {})
         raise
+    finally:
+        data.close()
     if state == "interrupted":
-        if dist.main:
+        if engine.main:
             write_status(run, "interrupted", trainer.stop_signal or "stopped", epoch=trainer.epoch, step=trainer.step)
-            say(f"interrupted by {trainer.stop_signal}: checkpoint written; continue with --resume {run}")
+            end("interrupted", {})
+            say(f"interrupted by {trainer.stop_signal or 'a signal to another process'}: checkpoint written; continue with --resume {run}")
         return run
     results = trainer.test()
-    if dist.main:
+    data.close()
+    if engine.main:
         monitor = cfg["checkpoint"]["monitor"]
-        write_results(run, results | {"epochs_run": len(trainer.history), "best": trainer.best, "best_epoch": trainer.best_epoch, "monitor": monitor})
+        skipped = len(trainer.skipped)
+        extra = {"skipped_files": skipped} if skipped else {}
+        write_json(
+            run / "results.json",
+            results | {"epochs_run": len(trainer.history), "best": trainer.best, "best_epoch": trainer.best_epoch, "monitor": monitor} | extra,
+        )
         if trainer.history:
-            plot_curves(trainer.history, run / "curves.png", f"{prep.graph.name}: learning curves")
+            plot_curves(trainer.history, run / "curves.png", f"{graph.name}: learning curves", best_epoch=trainer.best_epoch)
         write_status(run, "finished", epoch=trainer.epoch)
+        end("finished", results)
         say("test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()))
+        if skipped:
+            say(f"left out {skipped} file(s) that could not be decoded: listed in {run / 'skipped_files.txt'}")
         if trainer.best is not None:
-            say(f"best {monitor} {trainer.best:.4f} at epoch {trainer.best_epoch}: {run / 'best.pt'}; learning curves: {run / 'curves.png'}")
-    dist.barrier()
+            used = monitor if len(data.val) else f"{monitor.replace('val_', 'train_')} (no validation split)"
+            say(f"best {used} {trainer.best:.4f} at epoch {trainer.best_epoch}: {run / 'best.pt'}; learning curves: {run / 'curves.png'}")
+    engine.barrier()
     return run
 
 
@@ -192,24 +270,31 @@ def evaluate(spec: str | os.PathLike[str], weights: str | os.PathLike[str], out:
     import torch
 
     from netdsl.train.checkpoint import trained_module
-    from netdsl.train.data import load_splits
+    from netdsl.train.loop import data_workers
     from netdsl.train.plots import plot_confusion
+    from netdsl.train.sources import normalization, open_source
+    from netdsl.train.splits import Reading
 
     prep = prepare(spec, **options)
+    require_data(prep)
     model = trained_module(prep.graph, Path(weights))  # a bad weights file fails before the data is read
-    data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base, prep.cfg["workers"])
-    mean = torch.tensor(data.mean).view(1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
-    std = torch.tensor(data.std).view(1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
+    data = open_source(prep.cfg["data"], prep.graph.input_shape, prep.base)
+    reading = Reading(batch_size=256, workers=data_workers(prep.cfg["workers"], 1, data.streamed))
+    mean_, std_ = normalization(prep.cfg["data"], data.train, prep.graph.input_shape, reading)
+    shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
+    mean, std = torch.tensor(mean_).view(shape), torch.tensor(std_).view(shape)
     n = len(data.classes)
     matrix = [[0] * n for _ in range(n)]
     correct = 0
     with torch.inference_mode():
-        for i in range(0, len(data.test), 256):
-            x, y = data.test.x[i : i + 256], data.test.y[i : i + 256]
+        for x, y, _ in data.test.batches(reading, epoch=0, seed=0, shuffle=False):
+            if not len(y):
+                continue
             pred = model((x - mean) / std).argmax(1)
             correct += int((pred == y).sum())
             for t, p in zip(y.tolist(), pred.tolist()):
                 matrix[t][p] += 1
+    data.close()
     target = Path(out) if out else Path(weights).with_name("confusion.png")
     plot_confusion(matrix, data.classes, target, f"{prep.graph.name}: test confusion matrix")
     return {"test_accuracy": correct / max(len(data.test), 1), "test_samples": len(data.test), "confusion_matrix": matrix, "confusion_png": str(target)}
@@ -224,7 +309,7 @@ def predict(spec: str | os.PathLike[str], weights: str | os.PathLike[str], image
 
     from netdsl.inputs import read_inputs
     from netdsl.train.checkpoint import trained_module
-    from netdsl.train.data import load_splits
+    from netdsl.train.sources import load_splits
 
     if top < 1:
         raise SpecError([Diagnostic(Loc("--top", 1, 1), f"--top must be >= 1; got {top}")])
@@ -233,8 +318,10 @@ def predict(spec: str | os.PathLike[str], weights: str | os.PathLike[str], image
     if isinstance(normalize, dict) and prep.cfg["data"].get("classes"):
         mean, std, classes = normalize["mean"], normalize["std"], prep.cfg["data"]["classes"]
     else:
-        data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base, prep.cfg["workers"])
+        require_data(prep)
+        data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
         mean, std, classes = data.mean, data.std, data.classes
+        data.close()
     x, labels = read_inputs(images, prep.graph.input_shape)
     model = trained_module(prep.graph, Path(weights))
     shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))

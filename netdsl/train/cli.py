@@ -20,7 +20,12 @@ def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly where its last checkpoint left it")
     p.add_argument("--allow-changes", action="store_true", help="resume although the spec differs from the run's (e.g. more epochs)")
-    p.add_argument("--nproc", type=int, default=1, help="train with N processes (DistributedDataParallel through torchrun)")
+    p.add_argument(
+        "--nproc", type=int, default=1, help="train with N processes on this machine (DistributedDataParallel through torchrun; one per GPU on CUDA)"
+    )
+    p.add_argument("--nnodes", type=int, default=1, help="machines taking part (each runs this command with its own --node-rank)")
+    p.add_argument("--node-rank", type=int, default=0, help="this machine's rank, 0 .. nnodes-1; machine 0 writes the run directory")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="machine 0's address and a free port there, where the processes meet (with --nnodes > 1)")
     p.add_argument("--run-dir", help=argparse.SUPPRESS)  # set by --nproc for its worker processes
     spec_options(p)
 
@@ -63,7 +68,7 @@ def _split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc must be >= 1, got {args.nproc}")])
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+    if (args.nproc > 1 or args.nnodes > 1) and "WORLD_SIZE" not in os.environ:
         return launch(args)
     from netdsl.train.api import train
 
@@ -82,21 +87,71 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if status["state"] == "finished" else 130
 
 
+def check_processes(nproc: int) -> None:
+    """One process per GPU on CUDA, at most one per CPU core on the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        if nproc > torch.cuda.device_count():
+            raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc {nproc}: this machine has {torch.cuda.device_count()} GPU(s); one process per GPU")])
+        return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if nproc > cpus:
+        raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc {nproc}: this machine has {cpus} CPU core(s) and no GPU; use at most {cpus} processes")])
+
+
+def rendezvous(args: argparse.Namespace) -> list[str]:
+    """torchrun's options: a free local port for one machine; for several, machine 0's endpoint, checked free on machine 0."""
+    if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
+        raise SpecError([Diagnostic(Loc("--node-rank", 1, 1), f"--node-rank must be 0 .. {args.nnodes - 1} with --nnodes {args.nnodes}, got {args.node_rank}")])
+    if args.nnodes == 1:
+        return ["--standalone"]
+    host, _, port = (args.rdzv_endpoint or "").rpartition(":")
+    if not host or not port.isdigit():
+        raise SpecError(
+            [
+                Diagnostic(
+                    Loc("--rdzv-endpoint", 1, 1),
+                    f"--nnodes {args.nnodes} needs --rdzv-endpoint HOST:PORT (machine 0's address), got '{args.rdzv_endpoint or ''}'",
+                )
+            ]
+        )
+    if args.node_rank == 0:
+        import socket
+
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, int(port)))
+            except OSError as exc:
+                raise SpecError(
+                    [Diagnostic(Loc("--rdzv-endpoint", 1, 1), f"cannot listen on {host}:{port} for the rendezvous: {exc.strerror}; choose another port")]
+                ) from None
+    return ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank), "--master-addr", host, "--master-port", port]
+
+
 def launch(args: argparse.Namespace) -> int:
-    """Re-run this command under torchrun with N local processes, all writing to one run directory."""
+    """Re-run this command under torchrun with N local processes (and M machines), all training into one run directory."""
     from pathlib import Path
 
     from netdsl.spec.load import load
     from netdsl.train.run import new_run_dir
 
-    run = Path(args.resume) if args.resume else Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.out), load(args.spec).name)
-    argv = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
-    if "--nproc" in sys.argv:
-        i = sys.argv.index("--nproc")
-        argv = sys.argv[1:i] + sys.argv[i + 2 :]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}", "-m", "netdsl", *argv]
-    if not args.resume:
-        command += ["--run-dir", str(run)]
+    check_processes(args.nproc)
+    options = rendezvous(args)
+    argv, skip = [], False
+    for a in sys.argv[1:]:  # drop the launcher's own options; the workers get the rest
+        if skip:
+            skip = False
+            continue
+        flag = a.split("=", 1)[0]
+        if flag in ("--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint"):
+            skip = "=" not in a
+            continue
+        argv.append(a)
+    if not args.resume and args.node_rank == 0:
+        run = Path(args.run_dir) if args.run_dir else new_run_dir(Path(args.out), load(args.spec).name)
+        argv += ["--run-dir", str(run)]
+    command = [sys.executable, "-m", "torch.distributed.run", *options, f"--nproc-per-node={args.nproc}", "-m", "netdsl", *argv]
     return subprocess.call(command)
 
 

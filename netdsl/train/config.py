@@ -7,6 +7,7 @@ so the run's resolved.yaml shows every setting that was in force.
 from __future__ import annotations
 
 import copy
+import fnmatch
 from typing import Any
 
 NUM = {"type": "number"}
@@ -39,23 +40,40 @@ def aug(description: str, p: float = 0.5, **extra: Any) -> dict[str, Any]:
     return {"description": description, "anyOf": [PROB, obj({"p": d(PROB, p, "probability per sample"), **extra})]}
 
 
+SOURCES = ["digits", "synthetic", "image_folder", "npz", "npy", "mnist_idx", "cifar10_bin", "webdataset"]
+
 DATA = obj(
     {
-        "source": d({"enum": ["digits", "synthetic", "image_folder", "npz", "mnist_idx", "cifar10_bin"]}, "digits", "where the samples come from"),
-        "path": {"type": "string", "description": "file or folder for image_folder, npz, mnist_idx, cifar10_bin (relative to the spec)"},
+        "source": {"enum": SOURCES, "description": "where the samples come from (required: no data set is assumed)"},
+        "path": {"type": "string", "description": "file or folder for image_folder, npz, npy, mnist_idx, cifar10_bin (relative to the spec)"},
         "val_path": {"type": "string", "description": "a separate validation set (same format), instead of a split"},
         "test_path": {"type": "string", "description": "a separate test set (same format), instead of a split"},
+        "urls": {"type": "string", "description": "webdataset: training shards, brace notation: 'shards/train-{000000..000127}.tar'"},
+        "val_urls": {"type": "string", "description": "webdataset: validation shards"},
+        "test_urls": {"type": "string", "description": "webdataset: test shards"},
         "split": d(obj({"train": PROB, "val": PROB, "test": PROB}), {"train": 0.7, "val": 0.1, "test": 0.2}, "fractions of one data set"),
         "shuffle": d({"type": "boolean"}, True, "shuffle before splitting"),
         "seed": d({"type": "integer", "minimum": 0}, 0, "seed of the split"),
         "normalize": d(
-            {"anyOf": [{"type": "boolean"}, obj({"mean": {"type": "array", "items": NUM}, "std": {"type": "array", "items": POS}}, ("mean", "std"))]},
+            {
+                "anyOf": [
+                    {"type": "boolean"},
+                    {"enum": ["imagenet"]},
+                    obj({"mean": {"type": "array", "items": NUM}, "std": {"type": "array", "items": POS}}, ("mean", "std")),
+                ]
+            },
             True,
-            "true: per-channel mean/std of the training split; or given values; false: none",
+            "true: per-channel mean/std of a sample of the training split (stats_samples); imagenet: the ImageNet statistics "
+            "that pretrained backbones expect; or given {mean, std}; false: none",
+        ),
+        "stats_samples": d(COUNT, 1000, "training samples (a seeded random choice) that normalize: true computes its statistics from"),
+        "skip_corrupt": d(
+            {"type": "boolean"}, False, "image_folder/webdataset: skip images that cannot be decoded (listed in skipped_files.txt) instead of stopping"
         ),
         "classes": {"type": "array", "items": {"type": "string"}, "description": "class names (default: from the source)"},
         "samples": d(COUNT, 512, "synthetic: number of samples"),
         "num_classes": d(COUNT, 10, "synthetic: number of classes"),
+        "shuffle_buffer": d({"type": "integer", "minimum": 0}, 1000, "webdataset: samples shuffled within each worker's stream (0: shard order only)"),
     },
     description="data source, split, normalization",
 )
@@ -126,7 +144,8 @@ TRANSFER = obj(
         "weights": {"type": "string", "description": ".pt (state dict or checkpoint) or .safetensors, relative to the spec"},
         "strict": d({"type": "boolean"}, True, "every key must match (false: load what fits, report the rest)"),
         "key_map": d({"type": "object", "additionalProperties": {"type": "string"}}, {}, "rename key prefixes: {old.: new.}"),
-        "freeze": d(STR_LIST, [], "module-path patterns to freeze, e.g. 'features.*'"),
+        "freeze": d(STR_LIST, [], "module-path patterns to freeze, e.g. 'features.*'; a pattern that matches nothing is an error"),
+        "freeze_bn_stats": d({"type": "boolean"}, True, "frozen layers' BatchNorm keeps its running statistics (eval mode), as Keras does"),
         "unfreeze_at": {"type": "integer", "minimum": 1, "description": "epoch (1-based) from which frozen layers train again"},
         "replace_head": d({"type": "boolean"}, True, "when the weights' head has another number of classes, keep the new head"),
     },
@@ -162,7 +181,26 @@ TRAIN_SCHEMA = obj(
         "precision": d({"enum": ["fp32", "bf16", "fp16"]}, "fp32", "mixed precision: bf16 on CPU or CUDA, fp16 (with loss scaling) on CUDA"),
         "seed": d({"type": "integer", "minimum": 0}, 0),
         "deterministic": d({"type": "boolean"}, True, "deterministic algorithms: identical runs give identical weights"),
-        "workers": d({"type": "integer", "minimum": 0}, 0, "threads that decode image_folder images (0: the main thread); data is then held in memory"),
+        "workers": {
+            "anyOf": [{"type": "integer", "minimum": 0}, {"enum": ["auto"]}],
+            "default": "auto",
+            "description": "DataLoader worker processes that read and decode samples (0: the main process; auto: min(8, CPUs per process - 1))",
+        },
+        "log": d(
+            {"type": "array", "items": {"enum": ["csv", "tensorboard", "mlflow"]}, "uniqueItems": True},
+            ["csv"],
+            "where per-epoch metrics go besides metrics.csv/jsonl (always written): tensorboard event files in the run directory, mlflow runs",
+        ),
+        "mlflow": d(
+            obj(
+                {
+                    "tracking_uri": {"type": "string", "description": "an MLflow server (http://host:port) or store URI; default: sqlite:///<out>/mlflow.db"},
+                    "experiment": {"type": "string", "description": "experiment name (default: the spec's name)"},
+                }
+            ),
+            {},
+            "MLflow settings (with log: [mlflow])",
+        ),
         "transfer": TRANSFER,
     },
     description="training settings (netdsl train)",
@@ -184,3 +222,21 @@ def resolve(raw: dict[str, Any] | None, schema: dict[str, Any] = TRAIN_SCHEMA) -
             if branch and isinstance(value[key], dict):
                 value[key] = resolve(value[key], branch)
     return value
+
+
+def freeze_matches(name: str, pattern: str) -> bool:
+    """A parameter path matches a freeze pattern by itself or by its module path ('features.*', 'fc', 'layer4.1.bn2')."""
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name.rsplit(".", 1)[0], pattern)
+
+
+def check_freeze_patterns(patterns: list[str], names: list[str]) -> None:
+    """A freeze pattern that matches no parameter path is an error (a typo would otherwise train everything)."""
+    from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
+
+    for i, pattern in enumerate(patterns):
+        if any(freeze_matches(n, pattern) for n in names):
+            continue
+        tops = sorted({n.split(".", 1)[0] for n in names})
+        hint = did_you_mean(pattern, sorted({n.rsplit(".", 1)[0] for n in names}) + [t + ".*" for t in tops])
+        message = f"pattern '{pattern}' matches no parameter of the network{hint} (top-level modules: {', '.join(tops)})"
+        raise SpecError([Diagnostic(Loc(f"train.transfer.freeze[{i}]", 1, 1), message)])

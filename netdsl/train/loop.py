@@ -1,28 +1,33 @@
-"""The training loop: seeded, resumable mid-epoch, checkpointed atomically, distributed under torchrun."""
+"""The training loop: forward, loss, backward, step — seeded, resumable mid-epoch, the same on one process or many.
+
+Everything around it is elsewhere: data (sources.py, loader.py, shards.py), device and processes (engine.py),
+optimizer and schedule (optim.py), transfer learning (transfer.py), files and logs (callbacks, checkpoint.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import math
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from netdsl.backends.pytorch import build_module, load_weights
-from netdsl.errors import Diagnostic, Loc, SpecError
+from netdsl.backends.pytorch import build_module
+from netdsl.errors import Diagnostic, SpecError
 from netdsl.ir import Graph
 from netdsl.train.augment import build_augmentation
-from netdsl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, weights_from_file, write_json
-from netdsl.train.data import Split, Splits
+from netdsl.train.callbacks import Callback
+from netdsl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_text
+from netdsl.train.engine import Engine, seed_everything
 from netdsl.train.metrics import Tally, build_loss, is_classification, targets_for
-from netdsl.train.run import spec_hash, write_metrics
+from netdsl.train.optim import build_optimizer, build_scheduler
+from netdsl.train.run import spec_hash
+from netdsl.train.splits import Reading, SplitData, Splits
+from netdsl.train.transfer import apply_transfer, freeze_norm_statistics, set_frozen
 
 MEASURED = ("time", "samples_per_s", "rss_mb")  # per-epoch measurements of the machine, not results of the run
 
@@ -40,161 +45,52 @@ class TrainingStopped(Exception):
     """The run ended early for a reason the user should see (non-finite loss)."""
 
 
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(setting: str) -> torch.device:
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise SpecError([Diagnostic(Loc("train.device", 1, 1), "device 'cuda' was asked for, but torch sees no CUDA device")])
-    return torch.device("cuda" if setting in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
-
-
-class Distributed:
-    """Rank, world size and the collectives a run needs (a no-op for one process)."""
-
-    def __init__(self) -> None:
-        import os
-
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: dict[str, float]) -> dict[str, float]:
-        if self.world == 1:
-            return values
-        keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-        torch.distributed.all_reduce(t)
-        return dict(zip(keys, t.tolist()))
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
+def data_workers(setting: int | str, world: int, streamed: bool) -> int:
+    """DataLoader workers per process: as set, or auto: none for in-memory data, else min(8, this process's CPUs - 1), at least 1."""
+    if setting != "auto":
+        return int(setting)
+    if not streamed:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus // world - 1))
 
 
 class Trainer:
-    """One run: model, data, optimizer and schedule from the resolved spec; writes into `run`."""
+    """One run: model, data, optimizer and schedule from the resolved settings; rank 0 writes into `run`."""
 
-    def __init__(self, graph: Graph, cfg: dict[str, Any], data: Splits, run: Path, resolved: dict[str, Any], base: Path, progress: bool) -> None:
-        self.graph, self.cfg, self.data, self.run, self.resolved, self.base = graph, cfg, data, run, resolved, base
-        self.dist = Distributed()
-        self.progress = progress and self.dist.main
-        self.device = pick_device(cfg["device"])
-        if cfg["precision"] == "fp16" and self.device.type != "cuda":
-            raise SpecError([Diagnostic(Loc("train.precision", 1, 1), "fp16 mixed precision needs a CUDA device; on the CPU use bf16 or fp32")])
-        if cfg["deterministic"]:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
+    def __init__(self, graph: Graph, cfg: dict[str, Any], data: Splits, engine: Engine, run: Path, resolved: dict[str, Any], base: Path) -> None:
+        self.graph, self.cfg, self.data, self.engine, self.run, self.resolved = graph, cfg, data, engine, run, resolved
+        self.device = engine.device
         self.model = build_module(graph, seed=cfg["seed"], device=self.device)
-        seed_everything(cfg["seed"] + self.dist.rank)  # dropout and augmentation draw from the global generators
-        self.transfer()
-        self.module: nn.Module = self.model
-        if self.dist.world > 1:
-            self.module = nn.parallel.DistributedDataParallel(self.model)
-        self.mean = torch.tensor(data.mean, device=self.device).view(1, -1, *([1] * (len(graph.input_shape) - 1)))
-        self.std = torch.tensor(data.std, device=self.device).view(1, -1, *([1] * (len(graph.input_shape) - 1)))
+        seed_everything(cfg["seed"] + engine.rank)  # dropout and augmentation draw from the global generators
+        self.transfer = apply_transfer(self.model, cfg.get("transfer"), graph.output, base)
+        self.freeze_bn = bool(cfg.get("transfer")) and cfg["transfer"]["freeze_bn_stats"]
+        self.module = engine.wrap(self.model)
+        view = (1, -1, *([1] * (len(graph.input_shape) - 1)))
+        self.mean = torch.tensor(data.mean, device=self.device).view(view)
+        self.std = torch.tensor(data.std, device=self.device).view(view)
         self.augment = build_augmentation(cfg["augmentation"], graph.input_shape)
         self.loss_fn = build_loss(cfg["loss"], self.device)
-        self.optimizer = self.build_optimizer()
-        self.steps_per_epoch = math.ceil(len(data.train) / cfg["batch_size"])
-        self.scheduler = self.build_scheduler()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg["precision"] == "fp16" and self.device.type == "cuda")
+        self.optimizer = build_optimizer(self.model, cfg["optimizer"])
+        workers = data_workers(cfg["workers"], engine.world, data.streamed)
+        self.reading = Reading(cfg["batch_size"], engine.rank, engine.world, workers, pin_memory=self.device.type == "cuda")
+        self.steps_per_epoch = data.train.steps(self.reading)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        self.scaler = engine.scaler()
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.partial: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
         self.best: float | None = None
         self.bad_epochs = 0
+        self.skipped: dict[str, str] = {}  # file (or shard:key) -> why it could not be decoded
         self.stop_signal: str | None = None
+        self.throughput = 0.0
         self.hash = spec_hash(resolved)
-
-    # -- setup ------------------------------------------------------------------------------------
-    def transfer(self) -> None:
-        t = self.cfg.get("transfer")
-        if not t:
-            return
-        if "weights" in t:
-            path = (self.base / t["weights"]).resolve()
-            state = weights_from_file(path)
-            for old, new in t["key_map"].items():
-                state = {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in state.items()}
-            own = self.model.state_dict()
-            if t["replace_head"]:  # a head trained for another number of classes keeps its new initialization
-                replaced = {k for k, v in state.items() if k in own and own[k].shape != v.shape and self.is_head(k)}
-                state = {k: (own[k] if k in replaced else v) for k, v in state.items()}
-            try:
-                load_weights(self.model, state, strict=t["strict"])
-            except Exception as exc:
-                raise SpecError([Diagnostic(Loc(str(path), 1, 1), str(exc))]) from None
-        self.set_frozen(t["freeze"], True)
-
-    def is_head(self, key: str) -> bool:
-        return key.rsplit(".", 1)[0] == self.graph.output
-
-    def set_frozen(self, patterns: list[str], frozen: bool) -> None:
-        for name, p in self.model.named_parameters():
-            if any(fnmatch.fnmatch(name, pat) or fnmatch.fnmatch(name.rsplit(".", 1)[0], pat) for pat in patterns):
-                p.requires_grad_(not frozen)
-
-    def build_optimizer(self) -> torch.optim.Optimizer:
-        o = self.cfg["optimizer"]
-        groups: list[dict[str, Any]] = [{**g, "pattern": g["params"], "params": []} for g in o["groups"]]
-        rest: list[nn.Parameter] = []
-        for name, p in self.model.named_parameters():  # frozen ones too: unfreeze_at can make them train later
-            group = next((g for g in groups if fnmatch.fnmatch(name, g["pattern"]) or fnmatch.fnmatch(name, g["pattern"] + ".*")), None)
-            (group["params"] if group else rest).append(p)
-        base = {"lr": o["lr"], "weight_decay": o["weight_decay"]}
-        cleaned = [{k: v for k, v in g.items() if k in ("params", "lr", "weight_decay")} for g in [*groups, {"params": rest}] if g["params"]]
-        name = o["name"]
-        if name == "sgd":
-            return torch.optim.SGD(cleaned, **base, momentum=o["momentum"], nesterov=o["nesterov"])
-        if name == "rmsprop":
-            return torch.optim.RMSprop(cleaned, **base, momentum=o["momentum"])
-        cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-        return cls(cleaned, **base, betas=tuple(o["betas"]))
-
-    def build_scheduler(self) -> Any:
-        s, epochs = self.cfg["schedule"], self.cfg["epochs"]
-        name = s["name"]
-        opt = self.optimizer
-        if name == "step":
-            return torch.optim.lr_scheduler.StepLR(opt, s["step_size"], s["gamma"])
-        if name == "multistep":
-            return torch.optim.lr_scheduler.MultiStepLR(opt, s["milestones"], s["gamma"])
-        if name == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=s["patience"], factor=s["factor"])
-        if name == "onecycle":
-            peak = s.get("max_lr", self.cfg["optimizer"]["lr"])
-            steps = math.ceil(self.steps_per_epoch / self.cfg["optimizer"]["accumulate"])
-            return torch.optim.lr_scheduler.OneCycleLR(opt, peak, epochs=epochs, steps_per_epoch=steps)
-        if name == "cosine":
-            warm = s["warmup_epochs"]
-            base_lrs = [g["lr"] for g in opt.param_groups]
-            floor = s["min_lr"]
-
-            def factor(epoch: int, i: int) -> float:
-                if epoch < warm:
-                    return (epoch + 1) / (warm + 1)
-                t = (epoch - warm) / max(1, epochs - warm)
-                return (floor + (base_lrs[i] - floor) * 0.5 * (1 + math.cos(math.pi * t))) / base_lrs[i]
-
-            lambdas: list[Any] = [lambda e, i=i: factor(e, i) for i in range(len(base_lrs))]
-            return torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
-        return None
+        self.callbacks: list[Callback] = []
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs; every process's RNG states (collected from all ranks: call on every rank)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -207,13 +103,14 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "bad_epochs": self.bad_epochs,
-            "rng": rng_state(),
-            "data_order": {"seed": self.cfg["seed"], "epoch": self.epoch, "steps_per_epoch": self.steps_per_epoch},
+            "rng": self.engine.gather_object(rng_state()),
+            "data_order": {"seed": self.cfg["seed"], "epoch": self.epoch, "steps_per_epoch": self.steps_per_epoch, "world": self.engine.world},
             "spec_hash": self.hash,
         }
 
     def restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
+        """Continue from a checkpoint that rank 0 reads (other machines may not see its disk) and sends to every process."""
+        state = self.engine.broadcast_object(load_checkpoint(path) if self.engine.main else None)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -221,23 +118,20 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
         self.partial, self.history, self.best, self.bad_epochs = state["partial"], state["history"], state["best"], state["bad_epochs"]
-        set_rng_state(state["rng"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # a list per rank; one dict in older checkpoints
+        if len(rngs) == self.engine.world:
+            set_rng_state(rngs[self.engine.rank])
+        else:  # another number of processes: the data order is kept, dropout and augmentation draw anew
+            seed_everything(self.cfg["seed"] + self.engine.rank + 7919 * self.global_step)
 
     def save_last(self) -> None:
-        if self.dist.main:
-            save_checkpoint(self.run / "last.pt", self.state())
+        state = self.state()
+        if self.engine.main:
+            save_checkpoint(self.run / "last.pt", state)
 
-    # -- the loop ---------------------------------------------------------------------------------
-    def epoch_order(self, epoch: int) -> torch.Tensor:
-        """The training order of an epoch, a function of (seed, epoch) only, so a resumed run sees the same batches."""
-        g = torch.Generator().manual_seed(self.cfg["seed"] * 100_003 + epoch)
-        return torch.randperm(len(self.data.train), generator=g)
-
-    def batch(self, split: Split, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return split.x[idx].to(self.device, non_blocking=True), split.y[idx].to(self.device, non_blocking=True)
-
+    # -- one epoch --------------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        if train and self.augment is not None:
+        if train and self.augment is not None and len(x):
             x = self.augment(x)
         return (x - self.mean) / self.std
 
@@ -252,65 +146,87 @@ class Trainer:
         group = min((first + accumulate) * bs, n) - first * bs
         return (min((step + 1) * bs, n) - step * bs) / group
 
+    def rank_share(self, step: int, local: int) -> float:
+        """world x (this rank's samples / the global batch's): DDP averages gradients over ranks, so the sum is the global batch's mean."""
+        split = self.data.train
+        if not self.engine.distributed or not hasattr(split, "global_batch"):
+            return 1.0
+        return self.engine.world * local / max(1, split.global_batch(step, self.reading))
+
     def objective(self, loss: torch.Tensor, share: float = 1.0) -> torch.Tensor:
-        """The loss plus the L1 penalty, weighted by the batch's share of its accumulation group (no extra autograd ops when neither applies)."""
+        """The loss plus the L1 penalty, weighted by the batch's share (no extra autograd ops when neither applies)."""
         l1 = self.cfg["optimizer"]["l1"]
         if l1:
             loss = loss + l1 * sum(p.abs().sum() for p in self.model.parameters() if p.requires_grad)
         return loss * share if share != 1.0 else loss
 
-    def autocast(self) -> Any:
-        precision = self.cfg["precision"]
-        if precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    def set_train_mode(self) -> None:
+        self.module.train()
+        if self.freeze_bn:
+            freeze_norm_statistics(self.model)
+
+    def batch_on_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() == 1:  # a rank's empty slice of a short last batch
+            x = torch.zeros(0, *self.graph.input_shape)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def train_epoch(self) -> dict[str, float]:
         cfg = self.cfg
         accumulate = cfg["optimizer"]["accumulate"]
-        order = self.epoch_order(self.epoch)
         tally = Tally(cfg["metrics"])
         tally.merge(self.partial)
-        self.module.train()
+        self.set_train_mode()
         start, seen = time.perf_counter(), 0
-        for step in range(self.step, self.steps_per_epoch):
-            idx = order[step * cfg["batch_size"] : (step + 1) * cfg["batch_size"]]
-            if self.dist.world > 1:
-                idx = idx[self.dist.rank :: self.dist.world]  # each rank its share of the global batch
-            x, y = self.batch(self.data.train, idx)
-            with self.autocast():
-                out = self.module(self.prepare(x, True))
-                target = targets_for(cfg["loss"], y, out)
-                loss = self.loss_fn(out, target)
-                total = self.objective(loss, self.share(step))
-            if not math.isfinite(value := float(total.detach())):
-                raise TrainingStopped(f"the loss became {value} at epoch {self.epoch + 1}, step {step + 1}; the last good checkpoint is kept")
-            self.scaler.scale(total).backward()
-            if (step + 1) % accumulate == 0 or step + 1 == self.steps_per_epoch:
-                self.optimizer_step()
-            with torch.no_grad():
-                tally.add(loss.detach(), out.detach().float(), y, target)
-            self.step, self.global_step = step + 1, self.global_step + 1
-            self.partial = dict(tally.sums)
-            seen += len(idx)
-            if self.progress:
-                self.show(step + 1, tally.result(), seen / (time.perf_counter() - start))
-            every = cfg["checkpoint"].get("every_steps")
-            at_boundary = (step + 1) % accumulate == 0
-            if at_boundary and every and self.global_step % every == 0:
-                self.save_last()
-            if self.stop_signal and at_boundary and step + 1 < self.steps_per_epoch:
-                return {}
-        if self.progress:
-            sys.stderr.write("\r\033[K")
-        self.throughput = seen * self.dist.world / max(time.perf_counter() - start, 1e-9)
+        batches = self.data.train.batches(self.reading, epoch=self.epoch, seed=cfg["seed"], shuffle=True, start_step=self.step)
+        uneven = self.engine.distributed and self.data.train.uneven
+        joined: Any = self.module.join() if uneven else contextlib.nullcontext()  # type: ignore[operator]
+        with joined:
+            for step, (x, y, skipped) in enumerate(batches, start=self.step):
+                self.skipped.update(skipped)
+                x, y = self.batch_on_device(x, y)
+                with self.engine.autocast():
+                    out = self.module(self.prepare(x, True))
+                    if len(y):
+                        target = targets_for(cfg["loss"], y, out)
+                        loss = self.loss_fn(out, target)
+                        total = self.objective(loss, self.share(step) * self.rank_share(step, len(y)))
+                    else:
+                        total = out.sum() * 0.0  # no samples here, but DDP needs this rank's (zero) gradients
+                if not math.isfinite(value := float(total.detach())):
+                    raise TrainingStopped(f"the loss became {value} at epoch {self.epoch + 1}, step {step + 1}; the last good checkpoint is kept")
+                self.scaler.scale(total).backward()
+                if (step + 1) % accumulate == 0 or step + 1 == self.steps_per_epoch:
+                    self.optimizer_step()
+                if len(y):
+                    with torch.no_grad():
+                        tally.add(loss.detach(), out.detach().float(), y, target)
+                self.step, self.global_step = step + 1, self.global_step + 1
+                self.partial = dict(tally.sums)
+                seen += len(y)
+                for cb in self.callbacks:
+                    cb.on_step(self.epoch, step + 1, seen, tally.result(), self.optimizer.param_groups[-1]["lr"])
+                at_boundary = (step + 1) % accumulate == 0
+                if uneven or not at_boundary:
+                    continue
+                every = cfg["checkpoint"].get("every_steps")
+                if every and self.global_step % every == 0:
+                    self.save_last()
+                if self.should_stop() and step + 1 < self.steps_per_epoch:
+                    return {}
+        self.throughput = self.engine.sum({"n": float(seen)})["n"] / max(time.perf_counter() - start, 1e-9)
         return Tally(cfg["metrics"]).result() | self.reduce(tally)
+
+    def should_stop(self) -> bool:
+        """A signal reached any process (all of them stop at the same step)."""
+        if not self.engine.distributed:
+            return self.stop_signal is not None
+        return bool(self.engine.sum({"stop": float(self.stop_signal is not None)})["stop"])
 
     def optimizer_step(self) -> None:
         clip = self.cfg["optimizer"].get("clip_grad_norm")
         if clip:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -319,38 +235,29 @@ class Trainer:
 
     def reduce(self, tally: Tally) -> dict[str, float]:
         summed = Tally(tally.metrics)
-        summed.sums = self.dist.sum(tally.sums)
+        reduced = self.engine.sum(tally.sums)
+        summed.sums = {k: reduced[k] for k in tally.sums}  # the one-process order of the keys
         return summed.result()
 
-    def evaluate(self, split: Split) -> dict[str, float]:
+    def evaluate(self, split: SplitData) -> dict[str, float]:
+        """Loss and metrics over a split; each rank its share, sums reduced with the exact sample counts."""
         tally = Tally(self.cfg["metrics"])
         if len(split) == 0:
             return {}
         self.module.eval()
-        bs = self.cfg["batch_size"]
         with torch.inference_mode():
-            for i in range(self.dist.rank * bs, len(split), bs * self.dist.world):
-                x, y = self.batch(split, torch.arange(i, min(i + bs, len(split))))
-                with self.autocast():
-                    out = self.module(self.prepare(x, False)).float()
+            for x, y, skipped in split.batches(self.reading, epoch=0, seed=self.cfg["seed"], shuffle=False):
+                self.skipped.update(skipped)
+                if not len(y):
+                    continue
+                x, y = self.batch_on_device(x, y)
+                with self.engine.autocast():
+                    out = self.model(self.prepare(x, False)).float()
                 target = targets_for(self.cfg["loss"], y, out)
                 tally.add(self.loss_fn(out, target), out, y, target)
         return self.reduce(tally)
 
-    def show(self, step: int, metrics: dict[str, float], rate: float) -> None:
-        width = 24
-        done = int(width * step / self.steps_per_epoch)
-        parts = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        lr = self.optimizer.param_groups[-1]["lr"]
-        bar = "#" * done + "." * (width - done)
-        sys.stderr.write(f"\repoch {self.epoch + 1}/{self.cfg['epochs']} [{bar}] {step}/{self.steps_per_epoch} {parts} lr {lr:.2e} {rate:,.0f} samples/s")
-        sys.stderr.flush()
-
-    def improved(self, value: float, mode: str, min_delta: float, best: float | None) -> bool:
-        if best is None:
-            return True
-        return value < best - min_delta if mode == "min" else value > best + min_delta
-
+    # -- the run ----------------------------------------------------------------------------------
     def fit(self, log: Any) -> str:
         """Train to the end (or early stop / signal); returns the final state: finished or interrupted."""
         cfg = self.cfg
@@ -359,7 +266,7 @@ class Trainer:
             while self.epoch < cfg["epochs"]:
                 unfreeze = cfg.get("transfer", {}).get("unfreeze_at")
                 if unfreeze and self.epoch + 1 >= unfreeze:
-                    self.set_frozen(cfg["transfer"]["freeze"], False)
+                    set_frozen(self.model, cfg["transfer"]["freeze"], False)
                 started = time.perf_counter()
                 train = self.train_epoch()
                 if not train:
@@ -374,8 +281,9 @@ class Trainer:
                     row["rss_mb"] = rss
                 self.after_epoch(row)
                 log(row)
-                if self.stop_signal or self.early_stop(row):
-                    return "interrupted" if self.stop_signal else "finished"
+                stop = self.should_stop()
+                if stop or self.early_stop(row):
+                    return "interrupted" if stop else "finished"
             return "finished"
         finally:
             for sig, handler in handlers.items():
@@ -400,19 +308,26 @@ class Trainer:
             self.scheduler.step()
         self.history.append(row)
         self.epoch, self.step, self.partial = self.epoch + 1, 0, {}
-        ck = self.cfg["checkpoint"]
         value = self.monitored(row)
-        if value is not None and self.improved(value, ck["mode"], 0.0, self.best):
+        if value is not None and improved(value, self.cfg["checkpoint"]["mode"], 0.0, self.best):
             self.best = value
-            if self.dist.main:
-                save_checkpoint(self.run / "best.pt", self.state())
+            state = self.state()
+            if self.engine.main:
+                save_checkpoint(self.run / "best.pt", state)
                 from safetensors.torch import save_file
 
                 save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(self.run / ".best.safetensors.tmp"))
+                os.chmod(self.run / ".best.safetensors.tmp", 0o644)
                 (self.run / ".best.safetensors.tmp").replace(self.run / "best.safetensors")
-        if self.dist.main:
-            write_metrics(self.run, self.history)
+        if self.engine.main:
+            for cb in self.callbacks:
+                cb.on_epoch(row, self.history)
+            self.write_skipped()
         self.save_last()
+
+    def write_skipped(self) -> None:
+        if self.skipped:
+            write_text(self.run / "skipped_files.txt", "".join(f"{f}\t{why}\n" for f, why in self.skipped.items()))
 
     def early_stop(self, row: dict[str, Any]) -> bool:
         es = self.cfg.get("early_stopping")
@@ -423,7 +338,7 @@ class Trainer:
         value = row.get(es["monitor"])
         if value is None:
             return False
-        self.bad_epochs = 0 if self.improved(value, es["mode"], es["min_delta"], best) else self.bad_epochs + 1
+        self.bad_epochs = 0 if improved(value, es["mode"], es["min_delta"], best) else self.bad_epochs + 1
         return self.bad_epochs >= es["patience"]
 
     def install_signals(self) -> dict[int, Any]:
@@ -437,16 +352,25 @@ class Trainer:
         return previous
 
     def test(self) -> dict[str, Any]:
-        """Test-split metrics with the best weights (the last ones if no best was kept)."""
+        """Test-split metrics with the best weights (the last ones if no best was kept), the same weights on every process.
+
+        Rank 0 reads best.pt after every process has finished the last epoch and sends the weights to the others.
+        """
+        self.engine.barrier()
         best = self.run / "best.pt"
-        if best.exists():
-            self.model.load_state_dict(load_checkpoint(best)["model"])
+        found = self.engine.broadcast_object(best.exists() if self.engine.main else None)
+        if found:
+            if self.engine.main:
+                self.model.load_state_dict(load_checkpoint(best)["model"])
+            self.engine.broadcast_state(self.model)
         metrics = self.evaluate(self.data.test)
         return {f"test_{k}": round(v, 6) for k, v in metrics.items()} | {"test_samples": len(self.data.test)}
 
 
-def write_results(run: Path, results: dict[str, Any]) -> None:
-    write_json(run / "results.json", results)
+def improved(value: float, mode: str, min_delta: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
 def check_fit(graph: Graph, cfg: dict[str, Any], classes: int) -> None:

@@ -34,7 +34,8 @@ class Tally:
 
     def __init__(self, metrics: list[str]) -> None:
         self.metrics = metrics
-        self.sums: dict[str, float] = {"loss": 0.0, "count": 0.0}
+        # every key from the start: a process that saw no batch still sends the same values to the all-reduce
+        self.sums: dict[str, float] = {"loss": 0.0, "count": 0.0} | dict.fromkeys(metrics, 0.0)
 
     def add(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> None:
         n = float(len(y))

@@ -25,7 +25,8 @@ def _figure_bytes(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str, best_epoch: int | None = None) -> None:
+    """Train and val curves per metric, side by side; best_epoch (best.pt's) is a dashed line in every panel."""
     metrics = [m for m in ("loss", "accuracy", "mae", "mse") if any(f"train_{m}" in row for row in history)]
     fig = _figure(figsize=(5 * len(metrics), 3.6))
     axes = fig.subplots(1, len(metrics), squeeze=False)
@@ -35,6 +36,8 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
             values = [row.get(f"{split}_{metric}") for row in history]
             if any(v is not None for v in values):
                 ax.plot(epochs, values, style, markersize=3, label=split)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="0.4", linestyle="--", linewidth=1, label=f"best: epoch {best_epoch}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
