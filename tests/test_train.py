@@ -550,3 +550,16 @@ def test_corrupt_images_stop_the_run_by_name_or_are_skipped_and_listed(tiny, tmp
     assert (run / "skipped_files.txt").read_text().startswith(f"{bad}\tcannot decode image: ")
     assert json.loads((run / "results.json").read_text())["skipped_files"] == 1
     assert f"left out 1 file(s) that could not be decoded: listed in {run / 'skipped_files.txt'}" in out
+
+
+def test_cpu_training_leaves_cores_to_data_workers_and_gives_the_threads_back(tiny, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    folder = image_folder(tmp_path / "images", per_class=10)
+    before = torch.get_num_threads()
+    settings = {"train.data.source": "image_folder", "train.data.path": str(folder), "train.workers": 1, "train.epochs": 1}
+    run = train(tiny, out=tmp_path / "runs", settings=settings, log=quiet)
+    cpus = len(os.sched_getaffinity(0))
+    # torch's threads + 1 worker <= the CPUs (oversubscribed OpenMP threads spin while workers decode: bench_data.py)
+    assert json.loads((run / "env.json").read_text())["threads"] == max(1, min(before, cpus - 1))
+    assert json.loads((run / "env.json").read_text())["data_workers"] == 1
+    assert torch.get_num_threads() == before  # the caller's setting is back

@@ -122,6 +122,8 @@ def train(
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Train a spec with its own `train:` settings; returns the run directory (rank 0's, under torchrun)."""
+    import torch
+
     from netdsl.train.engine import Engine
     from netdsl.train.tracking import check_log_targets
 
@@ -131,10 +133,12 @@ def train(
     check_log_targets(prep.cfg["log"], prep.cfg["mlflow"].get("tracking_uri"))
     cfg = prep.cfg
     engine = Engine(cfg["device"], cfg["precision"], cfg["deterministic"])
+    threads = torch.get_num_threads()  # the trainer may leave cores to data workers; a caller gets its setting back
     try:
         return _train(prep, engine, Path(out), resume, allow_changes, run_dir, say if engine.main else (lambda line: None))
     finally:
         engine.close()
+        torch.set_num_threads(threads)
 
 
 def _check_resume(run: Path, prep: Prepared, allow_changes: bool) -> None:
