@@ -89,27 +89,25 @@ def _load(path: str, args: argparse.Namespace) -> Any:
 
 
 def _load_with_freeze(args: argparse.Namespace) -> tuple[Any, tuple[str, ...]]:
-    """The graph, and the freeze patterns of train.transfer (the spec's, or --set train.transfer.freeze=[...]): summarize counts them frozen."""
-    from netdsl.spec.load import parse_assignment
+    """The graph, and the train.transfer.freeze patterns (the spec's, or --set 'train.transfer.freeze=[...]'): summarize counts them frozen."""
+    from netdsl.spec.formats import parse_tree
+    from netdsl.spec.load import load_tree, read_spec
+    from netdsl.spec.yaml_tree import plain
+    from netdsl.train.api import apply_settings
+    from netdsl.train.cli import split_settings
+    from netdsl.train.config import check_freeze_patterns, resolve
 
-    settings = [a for a in args.set if a.split("=", 1)[0].strip().startswith("train.")]
-    if not settings:
-        graph = _load(args.spec, args)
-        text = Path(args.spec).read_text(encoding="utf-8", errors="replace") if Path(args.spec).is_file() else ""
-        if "freeze" not in text:  # the common case: no transfer section to read
-            return graph, ()
-    from netdsl.train.api import prepare
-    from netdsl.train.config import check_freeze_patterns
-
-    variables = dict(parse_assignment(a) for a in args.set if a not in settings)
-    if args.width is not None:
-        variables["width_mult"] = args.width
-    if args.depth_mult is not None:
-        variables["depth_mult"] = args.depth_mult
-    prep = prepare(args.spec, dict(parse_assignment(a) for a in settings), variables, args.input)
-    freeze = tuple(prep.cfg.get("transfer", {}).get("freeze", []))
-    check_freeze_patterns(list(freeze), [p for node in prep.graph.nodes for p, _ in node.params()])
-    return prep.graph, freeze
+    settings, variables = split_settings(args)
+    text, name = read_spec(args.spec)
+    tree = parse_tree(text, name)
+    graph = load_tree(tree, name, input_shape=args.input, variables=variables)
+    train = tree.get("train") if isinstance(tree, dict) else None
+    if not settings and not train:
+        return graph, ()
+    transfer = resolve(apply_settings(plain(train or {}), settings)).get("transfer") or {}
+    freeze = tuple(transfer.get("freeze", []))
+    check_freeze_patterns(list(freeze), [p for node in graph.nodes for p, _ in node.params()])
+    return graph, freeze
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], Non
     spec_options(p)
 
 
-def _split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """--set train.X=V goes to the training settings, any other --set to the spec's params."""
     from netdsl.spec.load import parse_assignment
 
@@ -72,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return launch(args)
     from netdsl.train.api import train
 
-    settings, variables = _split_settings(args)
+    settings, variables = split_settings(args)
     run = train(
         args.spec,
         out=args.out,
@@ -91,11 +91,13 @@ def check_processes(nproc: int) -> None:
     """One process per GPU on CUDA, at most one per CPU core on the CPU."""
     import torch
 
+    from netdsl.train.engine import usable_cpus
+
     if torch.cuda.is_available():
         if nproc > torch.cuda.device_count():
             raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc {nproc}: this machine has {torch.cuda.device_count()} GPU(s); one process per GPU")])
         return
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     if nproc > cpus:
         raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc {nproc}: this machine has {cpus} CPU core(s) and no GPU; use at most {cpus} processes")])
 
@@ -158,7 +160,7 @@ def launch(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from netdsl.train.api import evaluate
 
-    settings, variables = _split_settings(args)
+    settings, variables = split_settings(args)
     result = evaluate(args.spec, args.weights, args.out, settings=settings, variables=variables, input_shape=args.input)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -170,7 +172,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from netdsl.train.api import predict
 
-    settings, variables = _split_settings(args)
+    settings, variables = split_settings(args)
     results = predict(args.spec, args.weights, args.inputs, args.top, settings=settings, variables=variables, input_shape=args.input)
     if args.json:
         print(json.dumps(results, indent=2))

@@ -19,6 +19,11 @@ from torch import nn
 from netdsl.errors import Diagnostic, Loc, SpecError
 
 
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -73,8 +73,7 @@ class MapSplit(SplitData):
     def steps(self, reading: Reading) -> int:
         return math.ceil(self.size / reading.batch_size)
 
-    def global_batch(self, step: int, reading: Reading) -> int:
-        """Samples in global batch `step` (all ranks), to weight this rank's share of the gradient."""
+    def global_batch(self, step: int, reading: Reading) -> int | None:
         return min(reading.batch_size, self.size - step * reading.batch_size)
 
     def loader(self, reading: Reading) -> tuple[torch.utils.data.DataLoader[Any], StepBatches]:

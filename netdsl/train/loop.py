@@ -22,7 +22,7 @@ from netdsl.ir import Graph
 from netdsl.train.augment import build_augmentation
 from netdsl.train.callbacks import Callback
 from netdsl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_text
-from netdsl.train.engine import Engine, seed_everything
+from netdsl.train.engine import Engine, seed_everything, usable_cpus
 from netdsl.train.metrics import Tally, build_loss, is_classification, targets_for
 from netdsl.train.optim import build_optimizer, build_scheduler
 from netdsl.train.run import spec_hash
@@ -51,8 +51,7 @@ def data_workers(setting: int | str, world: int, streamed: bool) -> int:
         return int(setting)
     if not streamed:
         return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cpus // world - 1))
+    return max(1, min(8, usable_cpus() // world - 1))
 
 
 def share_cpus(device: torch.device, workers: int, world: int) -> None:
@@ -63,8 +62,7 @@ def share_cpus(device: torch.device, workers: int, world: int) -> None:
     """
     if device.type != "cpu" or workers == 0 or "OMP_NUM_THREADS" in os.environ:
         return
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), cpus // world - workers)))
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), usable_cpus() // world - workers)))
 
 
 class Trainer:
@@ -161,10 +159,8 @@ class Trainer:
 
     def rank_share(self, step: int, local: int) -> float:
         """world x (this rank's samples / the global batch's): DDP averages gradients over ranks, so the sum is the global batch's mean."""
-        split = self.data.train
-        if not self.engine.distributed or not hasattr(split, "global_batch"):
-            return 1.0
-        return self.engine.world * local / max(1, split.global_batch(step, self.reading))
+        total = self.data.train.global_batch(step, self.reading) if self.engine.distributed else None
+        return 1.0 if total is None else self.engine.world * local / max(1, total)
 
     def objective(self, loss: torch.Tensor, share: float = 1.0) -> torch.Tensor:
         """The loss plus the L1 penalty, weighted by the batch's share (no extra autograd ops when neither applies)."""

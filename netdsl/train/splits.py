@@ -61,6 +61,10 @@ class SplitData(ABC):
         uninterrupted one would; without it, the split is read in its stored order (validation, test).
         """
 
+    def global_batch(self, step: int, reading: Reading) -> int | None:
+        """Samples in global batch `step` (all ranks), where every rank takes a slice of each batch; None where ranks read apart (shards)."""
+        return None
+
     def sample(self, count: int, seed: int, reading: Reading) -> Iterator[torch.Tensor]:
         """Batches of inputs from about `count` training samples (a seeded choice), for normalization statistics."""
         seen = 0
