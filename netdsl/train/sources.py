@@ -72,10 +72,6 @@ def three_ways(cfg: dict[str, Any], n: int, given: set[str]) -> dict[str, np.nda
     return dict(zip(parts, cut))
 
 
-def empty() -> SplitData:
-    return MapSplit(ArraySamples(np.zeros((0, 1), np.float32), np.zeros(0, np.int64), (1,)))
-
-
 # ---------------------------------------------------------------- in memory
 
 
