@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_text.py
 	$(BIN)/python bench/bench_onnx.py
 	$(BIN)/python bench/bench_data.py
+	$(BIN)/python bench/bench_tasks.py
 
 schema: $(STAMP)
 	$(BIN)/python -c "import json; from netdsl.spec.schema import build_schema; open('netdsl/schema.json', 'w').write(json.dumps(build_schema(), indent=1) + '\n')"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netdsl.ir import Graph, Node
 from netdsl.layers.base import Shape
@@ -25,6 +25,7 @@ class Row:
     macs: int
     depth: int
     is_header: bool = False  # a group shown expanded: its children follow and carry the numbers
+    output: str = ""  # the output name when this node is one of several outputs (`outputs:` in the spec)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,15 @@ class Memory:
 
 
 @dataclass(frozen=True)
+class Output:
+    """One of the network's outputs: its name as `outputs:` gives it, the node it is, its shape."""
+
+    name: str
+    layer: str
+    shape: Shape
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything `summarize` prints: totals and per-node rows."""
 
@@ -54,6 +64,7 @@ class Report:
     macs: int
     memory: Memory
     rows: tuple[Row, ...]
+    outputs: tuple[Output, ...] = ()  # every output, the main one first
 
     @property
     def frozen(self) -> int:
@@ -78,7 +89,9 @@ def analyze(graph: Graph, depth: int | None = None, freeze: tuple[str, ...] = ()
 
     `freeze`: train.transfer.freeze patterns; the parameters they match count as frozen, as in training.
     """
-    leaves = [node_row(n, n.name.count(".") + 1, freeze) for n in graph.nodes]
+    outputs = tuple(Output(name, ref, graph.shape_of(ref)) for name, ref in zip(graph.output_names, graph.outputs))
+    marked = {o.layer: o.name for o in outputs} if len(outputs) > 1 or (graph.nodes and graph.output != graph.nodes[-1].name) else {}
+    leaves = [replace(node_row(n, n.name.count(".") + 1, freeze), output=marked.get(n.name, "")) for n in graph.nodes]
     buffer_bytes = 0
     for node in graph.nodes:
         for path, shape in node.buffers():
@@ -100,6 +113,7 @@ def analyze(graph: Graph, depth: int | None = None, freeze: tuple[str, ...] = ()
         macs=sum(r.macs for r in leaves),
         memory=memory,
         rows=tuple(rollup(graph, leaves, depth)),
+        outputs=outputs,
     )
 
 

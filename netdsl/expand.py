@@ -31,11 +31,20 @@ def _scalar(value: Any) -> str:
 def layer_line(node: Node, previous: str) -> str:
     """One node as a flow-style layer item with every option, e.g. `conv2d: {name: conv1, out: 64, ...}`."""
     local = node.name.rsplit(".", 1)[-1]
+    parent = node.name.rpartition(".")[0]
+
+    def ref(r: str) -> str:
+        return _scalar(r.rpartition(".")[2] if r.rpartition(".")[0] == parent and r != INPUT else "/" + r)
+
+    named = node.ref_inputs()  # reference arguments name the resolved node, as `from` does
     opts = [f"name: {_scalar(local)}"]
-    opts += [f"{spec.name}: {_scalar(getattr(node.layer, spec.name))}" for spec in node.layer.args() if getattr(node.layer, spec.name) is not None]
-    if node.inputs != (previous,):
-        parent = node.name.rpartition(".")[0]
-        refs = [_scalar(r.rpartition(".")[2] if r.rpartition(".")[0] == parent and r != INPUT else "/" + r) for r in node.inputs]
+    for spec in node.layer.args():
+        value = getattr(node.layer, spec.name)
+        if value is not None:
+            opts.append(f"{spec.name}: {ref(named[spec.name]) if spec.name in named else _scalar(value)}")
+    data = node.data_inputs
+    if data != (previous,):
+        refs = [ref(r) for r in data]
         opts.append(f"from: {refs[0]}" if len(refs) == 1 else f"from: [{', '.join(refs)}]")
     if node.frozen:
         opts.append("frozen: true")
@@ -72,4 +81,8 @@ def expand_text(graph: Graph, report: Report, source: str) -> str:
         count = f", {node.param_count():,} params" if node.param_count() else ""
         lines.append(f"{indent}- {layer_line(node, previous)}  # {shape_text(node.shape)}{count}")
         previous = node.name
+    if graph.outputs != (previous,):
+        known = {INPUT, *kinds, *(n.name for n in graph.nodes)}
+        written = [name if name.lstrip("/") in known else "/" + ref for name, ref in zip(graph.output_names, graph.outputs)]
+        lines.append(f"outputs: [{', '.join(_scalar(n) for n in written)}]")  # as written where the flat spec has that path
     return "\n".join(lines) + "\n"

@@ -27,6 +27,29 @@ class Node:
     loc: Loc
     frozen: bool = False
     init: Any = None
+    ports: tuple[int, ...] = ()  # which output of each input it reads (empty: output 0 of every input)
+
+    @property
+    def data_inputs(self) -> tuple[str, ...]:
+        """The inputs it reads as data (`from:` or the previous layer), without those its reference arguments add."""
+        return self.inputs[: len(self.inputs) - sum(r.width for r in self.layer.refs())]
+
+    def ref_inputs(self) -> dict[str, str]:
+        """Each reference argument given (e.g. `to`) -> the resolved node it names (or `input`)."""
+        out: dict[str, str] = {}
+        at = len(self.data_inputs)
+        for ref in self.layer.refs():
+            out[ref.arg] = self.inputs[at]
+            at += ref.width
+        return out
+
+    def port(self, i: int) -> int:
+        """Which output of input i this node reads."""
+        return self.ports[i] if self.ports else 0
+
+    def port_count(self) -> int:
+        """How many tensors its module returns (more than one: a tuple, port 0 first)."""
+        return len(self.layer.port_shapes(self.input_shapes, self.shape))
 
     def params(self) -> list[Tensor]:
         """(path, shape) of each parameter, as the compiled module's named_parameters() lists them."""
@@ -56,7 +79,7 @@ class Group:
 
 @dataclass(frozen=True)
 class Graph:
-    """A whole network: input shape, nodes in topological order, and the node that is the output."""
+    """A whole network: input shape, nodes in topological order, and its output node(s), the main one first."""
 
     name: str
     input_shape: Shape
@@ -66,6 +89,17 @@ class Graph:
     file: str = "<spec>"
     variables: dict[str, Any] = field(default_factory=dict)
     init: dict[str, Any] = field(default_factory=dict)  # spec-wide initialization settings (top-level `init:`)
+    side_outputs: tuple[str, ...] = ()  # the further outputs a top-level `outputs:` lists after the main one
+    output_names: tuple[str, ...] = ()  # each output's name as `outputs:` writes it (default: the output's path)
+
+    def __post_init__(self) -> None:
+        if len(self.output_names) != 1 + len(self.side_outputs):
+            object.__setattr__(self, "output_names", (self.output, *self.side_outputs))
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Every output node (or `input`), the main one first: `outputs:` in the spec, else the last layer."""
+        return (self.output, *self.side_outputs)
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
@@ -78,7 +112,16 @@ class Graph:
 
     @property
     def output_shape(self) -> Shape:
-        return self.input_shape if self.output == INPUT else self.node(self.output).shape
+        """The main output's shape."""
+        return self.shape_of(self.output)
+
+    @property
+    def output_shapes(self) -> tuple[Shape, ...]:
+        return tuple(self.shape_of(o) for o in self.outputs)
+
+    def shape_of(self, ref: str) -> Shape:
+        """The shape of a node's output, or of the input."""
+        return self.input_shape if ref == INPUT else self.node(ref).shape
 
     def state_dict_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter and buffer path with its shape: what the compiled model's state_dict() holds."""

@@ -38,7 +38,8 @@ def render_table(report: Report, input_rule: object = None) -> str:
             body.append((indent + r.name, r.type, "", "", ""))
         else:
             frozen = " (frozen)" if r.trainable < r.params else ""
-            body.append((indent + r.name, r.type + frozen, shape_text(r.output_shape), f"{r.params:,}", f"{r.macs:,}"))
+            output = f" (output {r.output})" if r.output else ""
+            body.append((indent + r.name, r.type + frozen + output, shape_text(r.output_shape), f"{r.params:,}", f"{r.macs:,}"))
     total = ("Total", "", shape_text(report.output_shape), f"{report.params:,}", f"{report.macs:,}")
     widths = [max(len(h), *(len(row[i]) for row in [*body, total])) for i, h in enumerate(headers)]
     right = (False, False, False, True, True)
@@ -49,7 +50,7 @@ def render_table(report: Report, input_rule: object = None) -> str:
     rule = "  ".join("-" * w for w in widths)
     m = report.memory
     lines = [
-        f"{report.name}: input {shape_text(report.input_shape)} -> output {shape_text(report.output_shape)} (per sample; batch N)",
+        f"{report.name}: input {shape_text(report.input_shape)} -> {_outputs_text(report)} (per sample; batch N)",
         line(headers),
         rule,
         *(line(row) for row in body),
@@ -69,6 +70,12 @@ def render_table(report: Report, input_rule: object = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _outputs_text(report: Report) -> str:
+    if len(report.outputs) <= 1:
+        return f"output {shape_text(report.output_shape)}"
+    return "outputs " + ", ".join(f"{o.name} {shape_text(o.shape)}" for o in report.outputs)
+
+
 def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
     """The machine-readable summary (`summarize --json`)."""
     m = report.memory
@@ -76,6 +83,7 @@ def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
         "name": report.name,
         "input_shape": list(report.input_shape),
         "output_shape": list(report.output_shape),
+        "outputs": [{"name": o.name, "layer": o.layer, "shape": list(o.shape)} for o in report.outputs],
         "params": {"total": report.params, "trainable": report.trainable, "frozen": report.frozen},
         "buffers": report.buffers,
         "macs": report.macs,

@@ -121,7 +121,8 @@ def test_every_example_builds_and_counts_consistently(name):
         shape = "x".join(map(str, cls.example_input))
         if cls.arity == 0:
             continue
-        node = one_layer(f"{name}: {{{args}}}" if args else name, shape)
+        before = "".join(f"{item}\n  - " for item in cls.example_before)  # layers the example names (a pool's indices)
+        node = netdsl.load_text(f"netdsl: 1\nname: t\ninput: {shape}\nlayers:\n  - {before}{name}: {{{args}}}\n").nodes[-1] if args else one_layer(name, shape)
         assert all(d >= 1 for d in node.shape)
         assert node.param_count() == sum(math.prod(s) for _, s in node.params())
-        assert all(path.startswith("0.") for path, _ in node.params() + node.buffers())
+        assert all(path.startswith(f"{node.name}.") for path, _ in node.params() + node.buffers())

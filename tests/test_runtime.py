@@ -90,6 +90,43 @@ def test_cli_prints_the_provider_and_top_classes(exported, tmp_path, cli):
     assert second.startswith(f"{tmp_path / 'x.npy'}: ") and second.count("%)") == 2
 
 
+def test_cli_json_gives_the_top_classes_per_input(exported, tmp_path, cli):
+    path, model = exported
+    x = np.random.default_rng(6).random((2, 3, 8, 8), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, stdout, stderr = cli("infer", str(path), str(tmp_path / "x.npy"), "--top", "2", "--json")
+    assert code == 0, stderr
+    results = json.loads(stdout)  # the JSON list alone, no provider line
+    want = torch_probabilities(model, x)
+    for i, (result, row) in enumerate(zip(results, want)):
+        best = np.argsort(-row, kind="stable")[:2]
+        assert result == {
+            "input": f"{tmp_path / 'x.npy'}[{i}]",
+            "top": [{"class": CLASSES[c], "index": int(c), "p": result["top"][j]["p"]} for j, c in enumerate(best)],
+        }
+        np.testing.assert_allclose([t["p"] for t in result["top"]], row[best], atol=1e-4)  # rounded to 4 places
+
+
+def test_an_export_from_before_tasks_is_read_as_a_classifier_with_its_class_names(exported, tmp_path):
+    path, _ = exported
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key != "task"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    np.save(tmp_path / "x.npy", np.zeros((3, 8, 8), np.float32))
+    _, (prediction,) = infer(tmp_path / "old.onnx", [str(tmp_path / "x.npy")], provider="cpu", top=3)
+    assert sorted(name for _, name, _ in prediction.top) == CLASSES
+
+
+def test_a_nan_input_is_an_error_not_nan_percent(exported, tmp_path, cli):
+    path, _ = exported
+    np.save(tmp_path / "x.npy", np.full((3, 8, 8), np.nan, np.float32))
+    code, stdout, stderr = cli("infer", str(path), str(tmp_path / "x.npy"))
+    assert (code, stdout) == (2, "")
+    assert stderr == f"{tmp_path / 'x.npy'}:1:1: the input holds NaN or infinite values (192 of its 192 values); give finite values in [0, 1]\n"
+
+
 def test_auto_says_which_provider_ran(exported, tmp_path, cli):
     path, _ = exported
     np.save(tmp_path / "x.npy", np.zeros((3, 8, 8), np.float32))

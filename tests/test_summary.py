@@ -60,7 +60,8 @@ def test_table_total_row_matches_json(cli):
 def test_json_has_the_documented_keys(cli):
     _, raw, _ = cli("summarize", str(SPECS / "lenet5.yaml"), "--json")
     data = json.loads(raw)
-    assert list(data) == ["name", "input_shape", "output_shape", "params", "buffers", "macs", "memory", "accepted_input", "layers"]
+    assert list(data) == ["name", "input_shape", "output_shape", "outputs", "params", "buffers", "macs", "memory", "accepted_input", "layers"]
+    assert data["outputs"] == [{"name": "output", "layer": "output", "shape": [10]}]
     assert list(data["params"]) == ["total", "trainable", "frozen"]
     assert set(data["layers"][0]) >= {"name", "type", "output_shape", "params", "macs"}
 

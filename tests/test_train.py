@@ -136,8 +136,8 @@ def test_a_spec_without_a_data_source_is_an_error_naming_the_key(tmp_path, cli, 
     col = 1
     assert (code, out) == (2, "")
     assert err == (
-        f"{spec}:{line}:{col}: no training data: add train.data.source to the spec (digits, synthetic, mnist_idx, cifar10_bin, npz, npy, "
-        "image_folder, webdataset), e.g. `data: {source: image_folder, path: photos/}`, or pass --set train.data.source=...\n"
+        f"{spec}:{line}:{col}: no training data: add train.data.source to the spec (digits, synthetic, shapes, mnist_idx, cifar10_bin, npz, npy, "
+        "csv, image_folder, webdataset), e.g. `data: {source: image_folder, path: photos/}`, or pass --set train.data.source=...\n"
     )
     assert not (tmp_path / "runs").exists()
     code, out, err = cli("train", str(spec), "--out", str(tmp_path / "runs"), "--epochs", "1", "--set", "train.data.source=synthetic", "--set", "classes=10")
@@ -361,10 +361,10 @@ def test_augmentation_only_in_training(tiny, tmp_path):
     from netdsl.train.splits import Reading
 
     trainer = make_trainer(tiny, tmp_path, {"train.augmentation": {"vflip": 1.0, "erasing": 1.0}})
-    x = next(trainer.data.val.batches(Reading(batch_size=4), epoch=0, seed=0, shuffle=False))[0]
+    x, y, _ = next(trainer.data.val.batches(Reading(batch_size=4), epoch=0, seed=0, shuffle=False))
     expected = (x - trainer.mean) / trainer.std
-    assert torch.equal(trainer.prepare(x, train=False), expected)
-    assert not torch.equal(trainer.prepare(x, train=True), expected)
+    assert torch.equal(trainer.prepare(x, y, train=False)[0], expected)
+    assert not torch.equal(trainer.prepare(x, y, train=True)[0], expected)
 
 
 def test_objective_adds_l1_and_scales_for_accumulation(tiny, tmp_path):
@@ -530,7 +530,7 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise(tiny, tmp_path):
         [sys.executable, "-m", "netdsl", "train", str(tiny), "--out", str(tmp_path / "pipe"), "--epochs", "1"], cwd=ROOT, capture_output=True, text=True
     )
     assert "\r" not in plain.stdout + plain.stderr
-    assert [line.split()[0:2] for line in plain.stdout.splitlines()][1] == ["epoch", "1/1"]
+    assert [line.split()[0:2] for line in plain.stdout.splitlines()][2] == ["epoch", "1/1"]  # after the task and run lines
 
 
 def test_corrupt_images_stop_the_run_by_name_or_are_skipped_and_listed(tiny, tmp_path, cli):

@@ -591,7 +591,7 @@ def test_val_path_with_image_folders(tmp_path):
 def test_path_errors(tmp_path):
     write_mnist(tmp_path / "m")
     assert error(tmp_path, {"source": "mnist_idx", "path": "m", "test_path": "m"}, (1, 28, 28)) == (
-        "train.data:1:1: val_path/test_path need source image_folder, npz or npy, not 'mnist_idx'"  # npy is new
+        "train.data:1:1: val_path/test_path need source image_folder, npz, npy or csv, not 'mnist_idx'"  # npy and csv are new
     )
     x, y = numbered(4)
     np.savez(tmp_path / "d.npz", x=x, y=y)

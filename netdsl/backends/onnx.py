@@ -29,13 +29,13 @@ import yaml
 from netdsl.backends.pytorch import build_module
 from netdsl.errors import input_error
 from netdsl.ir import Graph
-from netdsl.runtime.model_info import INPUT_NAME, MODEL_VERSION, OUTPUT_NAME, ModelInfo, TensorInfo, spec_hash
+from netdsl.runtime.model_info import INPUT_NAME, MODEL_VERSION, OUTPUT_NAME, ModelInfo, TensorInfo, inferred_task, settled_task, spec_hash
 
 MIN_OPSET = 18  # the dynamo exporter's lowest: it silently raises a lower request, so one is refused instead
 MAX_OPSET = 23  # torch 2.13's highest (torch.onnx._constants.ONNX_MAX_OPSET)
 TORCHSCRIPT_MAX_OPSET = 20  # the fallback exporter's highest
 DEFAULT_OPSET = 18  # the exporter's native opset: no version conversion, widest runtime support
-TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |onnxruntime - PyTorch| / max |PyTorch| over the logits
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max |onnxruntime - PyTorch| / max |PyTorch|, for each output
 VERIFY_BATCHES = (1, 3)  # 3: a batch size other than 1 and other than the traced example (2)
 VERIFY_SEED = 20240601
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf refuses files over 2 GiB; leave room for the graph and metadata
@@ -49,20 +49,22 @@ class VerificationError(Exception):
 
 @dataclass(frozen=True)
 class Labels:
-    """What the training run knew about the data: class names and per-channel normalization."""
+    """What the training run knew: class names, per-channel normalization and the task (`train.task`, settled)."""
 
     classes: list[str] | None = None
     normalize: dict[str, list[float]] | None = None
+    task: dict[str, Any] | None = None  # None: the task the output's shape points to, as the trainer infers it
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """onnxruntime against PyTorch at one batch size."""
+    """onnxruntime against PyTorch at one batch size, for one output."""
 
     batch: int
     max_abs: float
     max_rel: float
     tolerance: float
+    output: str = ""  # which output, when there are several
 
     @property
     def ok(self) -> bool:
@@ -70,8 +72,9 @@ class Comparison:
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else "FAILED"
+        which = f", output '{self.output}'" if self.output else ""
         return (
-            f"onnxruntime vs PyTorch, batch {self.batch}: max abs error {self.max_abs:.1e}, "
+            f"onnxruntime vs PyTorch, batch {self.batch}{which}: max abs error {self.max_abs:.1e}, "
             f"max relative error {self.max_rel:.1e} (tolerance {self.tolerance:.0e}): {verdict}"
         )
 
@@ -100,8 +103,12 @@ def export(
     seed: int = 0,
     log: Log | None = None,
     external_data_bytes: int = EXTERNAL_DATA_BYTES,
+    all_outputs: bool = False,
 ) -> ExportResult:
-    """Write `graph` (with `weights`, else seeded random ones) as a checked, verified ONNX file; batch None = dynamic."""
+    """Write `graph` (with `weights`, else seeded random ones) as a checked, verified ONNX file; batch None = dynamic.
+
+    The main output is named `logits`; with `all_outputs` a spec's every output is written, named as `outputs:` names them.
+    """
     say = log or (lambda _: None)
     check_opset(opset)
     if batch is not None and batch < 1:
@@ -109,12 +116,13 @@ def export(
     target = Path(output)
     workdir = _workdir(target)
     try:
-        model, source = _model(graph, weights, seed)
-        proto, exporter = to_onnx(model, graph, opset, batch, workdir, say)
+        model, source = _model(graph, weights, seed, all_outputs)
+        names = output_names(graph, all_outputs)
+        proto, exporter = to_onnx(model, graph, opset, batch, workdir, say, names)
         precision = "fp16" if fp16 else "fp32"
         if fp16:
             proto = to_fp16(proto)
-        info = _info(graph, labels or Labels(), batch, precision, exporter, source)
+        info = _info(graph, labels or Labels(), batch, precision, exporter, source, names)
         describe(proto, info)
         external = _weight_bytes(model) // (2 if fp16 else 1) > external_data_bytes
         staged = workdir / target.name
@@ -124,12 +132,13 @@ def export(
         if verify:
             check(staged)
             say("onnx.checker (full check): ok")
-            comparisons = compare(staged, model, graph, batch, precision, say)
+            comparisons = compare(staged, model, graph, batch, precision, say, names)
             failed = [c for c in comparisons if not c.ok]
             if failed:
                 c = failed[0]
+                what = f" output '{c.output}'" if len(names) > 1 else ""
                 raise VerificationError(
-                    f"{target}: verification failed: batch {c.batch} max relative error {c.max_rel:.1e} exceeds {c.tolerance:.0e}; nothing written"
+                    f"{target}: verification failed: batch {c.batch}{what} max relative error {c.max_rel:.1e} exceeds {c.tolerance:.0e}; nothing written"
                 )
         size = sum(f.stat().st_size for f in workdir.iterdir())
         _move_into_place(staged, target, external)
@@ -158,31 +167,48 @@ def _workdir(target: Path) -> Path:
         raise input_error(str(target), f"cannot write in '{parent}': {exc.strerror}") from None
 
 
-def _model(graph: Graph, weights: str | os.PathLike[str] | None, seed: int) -> tuple[torch.nn.Module, str]:
+def output_names(graph: Graph, all_outputs: bool) -> list[str]:
+    """The ONNX output names: `logits` for the main output alone, else the names `outputs:` gives."""
+    if not all_outputs or len(graph.outputs) == 1:
+        return [OUTPUT_NAME]
+    return list(graph.output_names)
+
+
+def _model(graph: Graph, weights: str | os.PathLike[str] | None, seed: int, all_outputs: bool = False) -> tuple[torch.nn.Module, str]:
     """The eval-mode module and where its weights came from."""
     if weights is None:
-        return build_module(graph, seed=seed).eval(), f"random initialization (seed {seed})"
+        return build_module(graph, seed=seed, all_outputs=all_outputs).eval(), f"random initialization (seed {seed})"
     from netdsl.train.checkpoint import trained_module
 
-    return trained_module(graph, Path(weights)), str(weights)
+    model = trained_module(graph, Path(weights))
+    if all_outputs and len(graph.outputs) > 1:  # the trained weights, in a module whose forward returns every output
+        every = build_module(graph, device="meta", all_outputs=True)
+        every.load_state_dict(model.state_dict(), assign=True)
+        model = every.eval()
+    return model, str(weights)
 
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the exporters' progress prints, warnings and log lines (a failure still raises, and is reported)."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnx_ir", "onnxscript")]  # onnx_ir warns about e.g. MaxUnpool's empty attributes
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
-def to_onnx(model: torch.nn.Module, graph: Graph, opset: int, batch: int | None, workdir: Path, log: Log) -> tuple[onnx.ModelProto, str]:
-    """The model as ONNX (names `input` and `logits`, only the batch axis dynamic) and which exporter wrote it."""
+def to_onnx(
+    model: torch.nn.Module, graph: Graph, opset: int, batch: int | None, workdir: Path, log: Log, names: list[str] | None = None
+) -> tuple[onnx.ModelProto, str]:
+    """The model as ONNX (input `input`, outputs `names`, default `logits`; only the batch axis dynamic) and which exporter wrote it."""
+    names = names or [OUTPUT_NAME]
     example = torch.randn(batch or 2, *graph.input_shape)  # 2, not 1: torch.export specializes a size-1 dim
     # Only the batch axis is dynamic: with dynamic H and W the dynamo exporter computed wrong adaptive-pool results.
     dynamic = None if batch else ({0: torch.export.Dim("batch")},)
@@ -194,7 +220,7 @@ def to_onnx(model: torch.nn.Module, graph: Graph, opset: int, batch: int | None,
                 dynamo=True,
                 opset_version=opset,
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                output_names=names,
                 dynamic_shapes=dynamic,
                 optimize=True,
                 verbose=False,
@@ -210,7 +236,7 @@ def to_onnx(model: torch.nn.Module, graph: Graph, opset: int, batch: int | None,
                 "--opset", f"the dynamo exporter failed ({type(exc).__name__}: {reason}) and the TorchScript exporter writes opset <= {TORCHSCRIPT_MAX_OPSET}"
             ) from None
         log(f"the dynamo exporter failed ({type(exc).__name__}: {reason}); falling back to the TorchScript exporter")
-        proto = _torchscript(model, example, opset, batch, workdir)
+        proto = _torchscript(model, example, opset, batch, workdir, names)
         exporter = "torchscript"
     written = {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")}
     if written != {opset}:
@@ -218,13 +244,11 @@ def to_onnx(model: torch.nn.Module, graph: Graph, opset: int, batch: int | None,
     return proto, exporter
 
 
-def _torchscript(model: torch.nn.Module, example: torch.Tensor, opset: int, batch: int | None, workdir: Path) -> onnx.ModelProto:
+def _torchscript(model: torch.nn.Module, example: torch.Tensor, opset: int, batch: int | None, workdir: Path, names: list[str]) -> onnx.ModelProto:
     path = workdir / "torchscript.onnx"
-    axes = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    axes = None if batch else {name: {0: "batch"} for name in [INPUT_NAME, *names]}
     with _quiet():
-        torch.onnx.export(
-            model, (example,), str(path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes
-        )
+        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME], output_names=names, dynamic_axes=axes)
     proto = onnx.load(str(path))
     for f in workdir.iterdir():
         f.unlink()
@@ -240,7 +264,7 @@ def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     return converted
 
 
-def _info(graph: Graph, labels: Labels, batch: int | None, precision: str, exporter: str, source: str) -> ModelInfo:
+def _info(graph: Graph, labels: Labels, batch: int | None, precision: str, exporter: str, source: str, names: list[str]) -> ModelInfo:
     from netdsl import __version__
     from netdsl.analysis import analyze
     from netdsl.expand import expand_text
@@ -253,12 +277,13 @@ def _info(graph: Graph, labels: Labels, batch: int | None, precision: str, expor
         spec=spec,
         spec_sha256=spec_hash(spec),
         inputs=[TensorInfo(INPUT_NAME, [n, *graph.input_shape])],
-        outputs=[TensorInfo(OUTPUT_NAME, [n, *graph.output_shape])],
+        outputs=[TensorInfo(name, [n, *shape]) for name, shape in zip(names, graph.output_shapes)],
         precision=precision,
         exporter=exporter,
         weights=source,
         classes=labels.classes,
         normalize=labels.normalize,
+        task=labels.task if labels.task is not None else inferred_task(graph),
     )
 
 
@@ -291,30 +316,40 @@ def check(path: Path) -> None:
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def compare(path: Path, model: torch.nn.Module, graph: Graph, batch: int | None, precision: str, log: Log) -> list[Comparison]:
-    """onnxruntime (CPU) against the PyTorch module on fresh random inputs, at batch 1 and 3 (or the fixed batch)."""
+def compare(path: Path, model: torch.nn.Module, graph: Graph, batch: int | None, precision: str, log: Log, names: list[str] | None = None) -> list[Comparison]:
+    """onnxruntime (CPU) against the PyTorch module on fresh random inputs, at batch 1 and 3 (or the fixed batch).
+
+    Every output is compared (`names`, default `logits`) by its largest error relative to its largest value, so a
+    dense output (a segmentation map, an image) is judged as a vector of logits is.
+    """
     import onnxruntime as ort
 
+    names = names or [OUTPUT_NAME]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(VERIFY_SEED)
     out = []
     for n in [batch] if batch else VERIFY_BATCHES:
         x = rng.standard_normal((n, *graph.input_shape), dtype=np.float32)
         try:
-            got = np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0], dtype=np.float64)
+            got = [np.asarray(a, dtype=np.float64) for a in session.run(names, {INPUT_NAME: x})]
         except Exception as exc:  # e.g. a graph that fixed the batch size although it should not have
             raise VerificationError(
                 f"{path.name}: onnxruntime cannot run it at batch {n} ({type(exc).__name__}: {str(exc).strip()[:200]}); nothing written"
             ) from None
         with torch.inference_mode():
-            want = model(torch.from_numpy(x)).double().numpy()
-        if got.shape != want.shape:
-            raise VerificationError(f"{path.name}: onnxruntime returned shape {list(got.shape)}, PyTorch {list(want.shape)}, at batch {n}; nothing written")
-        error = float(np.abs(got - want).max()) if np.isfinite(got).all() else math.inf
-        scale = float(np.abs(want).max())
-        comparison = Comparison(n, error, error / scale if scale > 0 else error, TOLERANCE[precision])
-        log(str(comparison))
-        out.append(comparison)
+            result = model(torch.from_numpy(x))
+        wants = [t.double().numpy() for t in (result if isinstance(result, (tuple, list)) else (result,))]
+        for name, g, want in zip(names, got, wants):
+            if g.shape != want.shape:
+                what = f" for output '{name}'" if len(names) > 1 else ""
+                raise VerificationError(
+                    f"{path.name}: onnxruntime returned shape {list(g.shape)}, PyTorch {list(want.shape)}{what}, at batch {n}; nothing written"
+                )
+            error = float(np.abs(g - want).max()) if np.isfinite(g).all() else math.inf
+            scale = float(np.abs(want).max())
+            comparison = Comparison(n, error, error / scale if scale > 0 else error, TOLERANCE[precision], name if len(names) > 1 else "")
+            log(str(comparison))
+            out.append(comparison)
     return out
 
 
@@ -354,7 +389,7 @@ def _run_file(run: Path, name: str) -> Path:
 
 
 def read_labels(path: Path) -> Labels:
-    """`train.data.classes` and `train.data.normalize: {mean, std}` of a YAML spec, where it gives them."""
+    """`train.data.classes`, `train.data.normalize: {mean, std}` and `train.task` of a YAML spec, where it gives them."""
     if path.suffix not in (".yaml", ".yml"):
         return Labels()
     try:
@@ -362,9 +397,10 @@ def read_labels(path: Path) -> Labels:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return Labels()  # loading the spec reports what is wrong with it
     train: Any = tree.get("train") if isinstance(tree, dict) else None
+    task = settled_task(train.get("task")) if isinstance(train, dict) else None
     data: Any = train.get("data") if isinstance(train, dict) else None
     if not isinstance(data, dict):
-        return Labels()
+        return Labels(task=task)
     classes = data.get("classes")
     normalize = data.get("normalize")
     return Labels(
@@ -372,4 +408,5 @@ def read_labels(path: Path) -> Labels:
         normalize={"mean": list(normalize["mean"]), "std": list(normalize["std"])}
         if isinstance(normalize, dict) and {"mean", "std"} <= set(normalize)
         else None,
+        task=task,
     )

@@ -9,6 +9,7 @@ torch.compile and ONNX export.
 from __future__ import annotations
 
 import math
+import operator
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,8 +42,12 @@ def _class_name(name: str) -> str:
     return text if text[0].isalpha() else f"Net{text}"
 
 
-def build_module(graph: Graph, *, seed: int | None = None, device: str | torch.device | None = None) -> fx.GraphModule:
-    """The PyTorch module for a checked graph; `seed` makes the initialization reproducible."""
+def build_module(graph: Graph, *, seed: int | None = None, device: str | torch.device | None = None, all_outputs: bool = False) -> fx.GraphModule:
+    """The PyTorch module for a checked graph; `seed` makes the initialization reproducible.
+
+    Its forward returns the main output; with `all_outputs` and a spec that lists several `outputs`, a tuple of
+    them in that order. Layers only a side output reads keep their weights either way (state dicts stay whole).
+    """
     seed = graph.init.get("seed", seed) if seed is None else seed
     devices = [torch.device(device)] if device is not None and torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=devices, enabled=seed is not None):
@@ -55,8 +60,17 @@ def build_module(graph: Graph, *, seed: int | None = None, device: str | torch.d
         fx_graph = fx.Graph()
         values = {INPUT: fx_graph.placeholder(INPUT)}
         for node in graph.nodes:
-            values[node.name] = fx_graph.call_module(node.name, tuple(values[i] for i in node.inputs))
-        fx_graph.output(values[graph.output])
+            args = tuple(values[i] if node.port(k) == 0 else values[f"{i}:{node.port(k)}"] for k, i in enumerate(node.inputs))
+            call = fx_graph.call_module(node.name, args)
+            if node.port_count() > 1:  # a module that returns a tuple: ordinary consumers read its first item
+                for port in range(1, node.port_count()):
+                    values[f"{node.name}:{port}"] = fx_graph.call_function(operator.getitem, (call, port))
+                call = fx_graph.call_function(operator.getitem, (call, 0))
+            values[node.name] = call
+        if all_outputs and len(graph.outputs) > 1:
+            fx_graph.output(tuple(values[o] for o in graph.outputs))
+        else:
+            fx_graph.output(values[graph.output])
         model = fx.GraphModule(root, fx_graph, class_name=_class_name(graph.name))
         model.graph.eliminate_dead_code()  # side heads (e.g. Inception's aux) keep their weights, skip the forward
         model.recompile()
@@ -81,19 +95,31 @@ def _is_meta(model: nn.Module) -> bool:
     return any(p.is_meta for p in model.parameters())
 
 
-def compile(spec: Graph | str | os.PathLike[str], *, seed: int | None = None, device: str | torch.device | None = None, **load_options: Any) -> fx.GraphModule:
-    """A spec file (or a loaded Graph) as a PyTorch module: `netdsl.compile("specs/resnet50.yaml")`."""
+def compile(
+    spec: Graph | str | os.PathLike[str],
+    *,
+    seed: int | None = None,
+    device: str | torch.device | None = None,
+    all_outputs: bool = False,
+    **load_options: Any,
+) -> fx.GraphModule:
+    """A spec file (or a loaded Graph) as a PyTorch module: `netdsl.compile("specs/resnet50.yaml")` (see build_module)."""
     from netdsl.spec.load import load
 
     graph = spec if isinstance(spec, Graph) else load(spec, **load_options)
-    return build_module(graph, seed=seed, device=device)
+    return build_module(graph, seed=seed, device=device, all_outputs=all_outputs)
 
 
 def node_outputs(model: nn.Module, graph: Graph, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Run every IR node (side heads too) on x; each node's output by name, for shape checks."""
     values: dict[str, torch.Tensor] = {INPUT: x}
     for node in graph.nodes:
-        values[node.name] = model.get_submodule(node.name)(*(values[i] for i in node.inputs))
+        out = model.get_submodule(node.name)(*(values[i if node.port(k) == 0 else f"{i}:{node.port(k)}"] for k, i in enumerate(node.inputs)))
+        if node.port_count() > 1:
+            for port in range(1, node.port_count()):
+                values[f"{node.name}:{port}"] = out[port]
+            out = out[0]
+        values[node.name] = out
     return values
 
 

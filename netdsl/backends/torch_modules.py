@@ -72,3 +72,57 @@ class PadChannels(nn.Module):
 
     def extra_repr(self) -> str:
         return f"before={self.before}, after={self.after}"
+
+
+class ResizeTo(nn.Module):
+    """Interpolate x to the spatial size of a second tensor, read at run time (`upsample: {to: NAME}`)."""
+
+    def __init__(self, mode: str, align_corners: bool | None):
+        super().__init__()
+        self.mode, self.align_corners = mode, align_corners
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=like.shape[-2:], mode=self.mode, align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, align_corners={self.align_corners}"
+
+
+class MaxUnpool(nn.Module):
+    """Max unpooling to the size of a third tensor (the pool's input), read at run time: odd sizes come back exactly."""
+
+    def __init__(self, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]):
+        super().__init__()
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        n = len(self.kernel)
+        size = like.shape[-n:]
+        if n == 1:
+            return F.max_unpool1d(x, indices, self.kernel, self.stride, self.padding, output_size=size)
+        return F.max_unpool2d(x, indices, self.kernel, self.stride, self.padding, output_size=size)
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}, stride={self.stride}, padding={self.padding}"
+
+
+class CropTo(nn.Module):
+    """Center crop of the trailing dims to a second tensor's, offsets rounded as torchvision's center_crop."""
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        for dim in range(2, x.dim()):
+            size = like.shape[dim]
+            start = round((x.shape[dim] - size) / 2.0)  # torchvision: int(round(...)), Python's rounding (half to even)
+            x = x.narrow(dim, start, size)
+        return x
+
+
+class PadTo(nn.Module):
+    """Zero padding of the trailing dims to a second tensor's: diff // 2 before, the rest after (U-Net's F.pad)."""
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        pad: list[int] = []
+        for dim in reversed(range(2, x.dim())):  # F.pad lists the last dim first
+            diff = like.shape[dim] - x.shape[dim]
+            pad += [diff // 2, diff - diff // 2]
+        return F.pad(x, pad)

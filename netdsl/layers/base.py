@@ -6,7 +6,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from netdsl.errors import ShapeError
 
@@ -30,6 +30,8 @@ class ArgKind:
     schema: dict[str, Any]
     check: Callable[[Any], Any]  # returns the normalized value or raises ValueError("what is allowed")
     words: tuple[str, ...] | None = ()  # strings taken literally; any other string is an expression (None: all literal)
+    port: int | None = None  # a reference to another layer: which of its outputs it reads (None: not a reference)
+    source: bool = False  # a reference that also reads the named layer's own input (max_unpool: the size to restore)
 
 
 def _int_check(lo: int, hi: int = MAX_SIZE) -> Callable[[Any], int]:
@@ -140,6 +142,39 @@ def enum_kind(*choices: str) -> ArgKind:
     return ArgKind("enum", {"enum": list(choices)}, check, words=None)
 
 
+def _ref_check(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "" or (isinstance(v, int) and v < 0):
+        raise ValueError("a layer name, as in 'from'")
+    return str(v)
+
+
+def ref_kind(port: int = 0, what: str = "a layer", source: bool = False) -> ArgKind:
+    """A reference to another layer by name, resolved exactly as `from:` names are (scopes, `input`, members, /paths).
+
+    The named layer's output (its output number `port`) becomes an extra input of the node, after the normal
+    one(s): the layer's `infer` receives its shape and its torch module receives the tensor. `what` says which
+    layers may be named when `port` > 0 (only layers with that many outputs can be). With `source`, the named
+    layer's own first input follows as one more input (max_unpool restores the size its pool's input had).
+    """
+    schema = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 0}], "title": "a layer name"}
+    return ArgKind(what, schema, _ref_check, words=None, port=port, source=source)
+
+
+class Ref(NamedTuple):
+    """A reference argument: which argument, the layer it names (as written while building; in the IR's layers the
+    resolved path, as in Node.inputs), the output it reads, and whether the named layer's input follows it."""
+
+    arg: str
+    name: str
+    port: int
+    source: bool
+
+    @property
+    def width(self) -> int:
+        """How many inputs it adds to the node."""
+        return 2 if self.source else 1
+
+
 def arg(kind: ArgKind, default: Any = dataclasses.MISSING, *, doc: str, alias: tuple[str, ...] = ()) -> Any:
     """Declare a layer argument: its kind, default (absent = required), doc and short aliases."""
     meta = {"kind": kind, "doc": doc, "alias": alias}
@@ -174,6 +209,24 @@ class Layer:
     has_weights: ClassVar[bool] = False  # accepts `init`
     examples: ClassVar[tuple[dict[str, Any], ...]] = ()
     example_input: ClassVar[Shape] = (4, 16, 16)
+    example_before: ClassVar[tuple[str, ...]] = ()  # YAML layer items the examples need before them (a layer they name)
+
+    @classmethod
+    def ref_args(cls) -> list[ArgSpec]:
+        """The arguments that name another layer (ref_kind), in declaration order."""
+        return [s for s in cls.args() if s.kind.port is not None]
+
+    def refs(self) -> list[Ref]:
+        """Each reference argument given, in declaration order: the node's extra inputs, after its data input(s)."""
+        return [Ref(s.name, getattr(self, s.name), s.kind.port or 0, s.kind.source) for s in self.ref_args() if getattr(self, s.name) is not None]
+
+    def check_args(self) -> None:
+        """Raise ValueError("what is wrong") for arguments that contradict each other (the builder locates it)."""
+
+    def port_shapes(self, inputs: tuple[Shape, ...], out: Shape) -> tuple[Shape, ...]:
+        """The shape of each tensor the torch module returns; more than one makes it return a tuple (port 0 = `out`,
+        what ordinary consumers read; a reference argument with `port` reads another)."""
+        return (out,)
 
     @classmethod
     def args(cls) -> list[ArgSpec]:

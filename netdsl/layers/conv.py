@@ -1,4 +1,4 @@
-"""Convolutions: conv1d, conv2d (incl. grouped and depthwise) and conv_transpose2d."""
+"""Convolutions: conv1d, conv2d (incl. grouped and depthwise), conv_transpose1d and conv_transpose2d."""
 
 from __future__ import annotations
 
@@ -99,11 +99,8 @@ class Conv1d(_Conv):
     example_input: ClassVar[Shape] = (4, 32)
 
 
-@register("conv_transpose2d", "deconv")
 @dataclass(frozen=True)
-class ConvTranspose2d(Layer):
-    """Transposed 2-D convolution (learned upsampling in decoders)."""
-
+class _ConvTranspose(Layer):
     out: int = arg(int_kind(), doc="output channels", alias=("out_channels",))
     kernel: tuple[int, ...] = arg(tuple_kind(), 2, doc="kernel size", alias=("k",))
     stride: tuple[int, ...] = arg(tuple_kind(), 2, doc="stride (upsampling factor)", alias=("s",))
@@ -111,34 +108,65 @@ class ConvTranspose2d(Layer):
     output_padding: tuple[int, ...] = arg(tuple_kind(0), 0, doc="extra size added on one side")
     groups: int = arg(int_kind(), 1, doc="groups", alias=("g",))
     bias: bool = arg(BOOL, True, doc="learn an additive bias")
+    dilation: tuple[int, ...] = arg(tuple_kind(), 1, doc="dilation", alias=("d",))
 
     primary: ClassVar[str | None] = "out"
     has_weights: ClassVar[bool] = True
-    examples = ({"out": 4, "kernel": 2, "stride": 2}, {"out": 2, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1})
+    dims: ClassVar[int] = 2
+
+    def geometry(self) -> tuple[tuple[int, ...], ...]:
+        """kernel, stride, padding, output_padding, dilation, one value per spatial dim."""
+        n = self.dims
+        names = ("kernel", "stride", "padding", "output_padding", "dilation")
+        return tuple(spatial(getattr(self, name), n, name) for name in names)
 
     def output_shape(self, x: Shape) -> Shape:
-        expect_rank(x, (3,), self.type_name)
+        """(N - 1) S - 2P + D (K - 1) + output_padding + 1 per dim, as PyTorch's ConvTranspose."""
+        expect_rank(x, (self.dims + 1,), self.type_name)
         if x[0] % self.groups or self.out % self.groups:
             raise ShapeError(f"groups {self.groups} must divide input channels {x[0]} and output channels {self.out}")
-        k, s = spatial(self.kernel, 2, "kernel"), spatial(self.stride, 2, "stride")
-        p, op = spatial(self.padding, 2, "padding"), spatial(self.output_padding, 2, "output_padding")
-        if any(o >= si for o, si in zip(op, s)):
-            raise ShapeError(f"output_padding {fmt_shape(op)} must be smaller than stride {fmt_shape(s)}")
-        sizes = tuple((n - 1) * si - 2 * pi + (ki - 1) + oi + 1 for n, ki, si, pi, oi in zip(x[1:], k, s, p, op))
+        k, s, p, op, d = self.geometry()
+        if any(o >= si and o >= di for o, si, di in zip(op, s, d)):
+            raise ShapeError(f"output_padding {fmt_shape(op)} must be smaller than stride {fmt_shape(s)} or dilation {fmt_shape(d)}")
+        sizes = tuple((n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 for n, ki, si, pi, oi, di in zip(x[1:], k, s, p, op, d))
         if min(sizes) < 1:
             raise ShapeError(f"padding {fmt_shape(p)} removes the whole output (would be {fmt_shape(sizes)})")
         return (self.out, *sizes)
 
     def params(self, inputs: tuple[Shape, ...]) -> list[Tensor]:
-        out: list[Tensor] = [("weight", (inputs[0][0], self.out // self.groups, *spatial(self.kernel, 2, "kernel")))]
+        out: list[Tensor] = [("weight", (inputs[0][0], self.out // self.groups, *spatial(self.kernel, self.dims, "kernel")))]
         return [*out, ("bias", (self.out,))] if self.bias else out
 
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
-        return math.prod(inputs[0]) * (self.out // self.groups) * math.prod(spatial(self.kernel, 2, "kernel"))
+        """Every input element times every weight it meets: as torch.utils.flop_counter counts a transposed conv (its FLOPs / 2)."""
+        return math.prod(inputs[0]) * (self.out // self.groups) * math.prod(spatial(self.kernel, self.dims, "kernel"))
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
 
-        k, s, p, op = (spatial(v, 2, name) for v, name in ((self.kernel, "kernel"), (self.stride, "stride"), (self.padding, "p"), (self.output_padding, "op")))
-        geometry: Any = (k, s, p, op)  # torch's stubs want fixed-length tuples
-        return nn.ConvTranspose2d(inputs[0][0], self.out, geometry[0], geometry[1], geometry[2], geometry[3], self.groups, self.bias)
+        geometry: Any = self.geometry()  # torch's stubs want fixed-length tuples
+        k, s, p, op, d = geometry
+        cls = nn.ConvTranspose2d if self.dims == 2 else nn.ConvTranspose1d
+        return cls(inputs[0][0], self.out, k, s, p, op, self.groups, self.bias, d)
+
+
+@register("conv_transpose2d", "deconv")
+@dataclass(frozen=True)
+class ConvTranspose2d(_ConvTranspose):
+    """Transposed 2-D convolution (learned upsampling in decoders)."""
+
+    examples = (
+        {"out": 4, "kernel": 2, "stride": 2},
+        {"out": 2, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1},
+        {"out": 6, "kernel": (3, 2), "stride": (2, 1), "groups": 2, "dilation": 2, "bias": False},
+    )
+
+
+@register("conv_transpose1d", "deconv1d")
+@dataclass(frozen=True)
+class ConvTranspose1d(_ConvTranspose):
+    """Transposed 1-D convolution over C x L (learned upsampling of sequences and signals)."""
+
+    dims: ClassVar[int] = 1
+    examples = ({"out": 8, "kernel": 4, "stride": 2, "padding": 1}, {"out": 4, "kernel": 3, "stride": 3, "output_padding": 2, "groups": 2, "dilation": 2})
+    example_input: ClassVar[Shape] = (4, 32)

@@ -22,14 +22,31 @@ def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--batch", default="dynamic", metavar="dynamic|N", help="a dynamic batch axis (default) or a fixed batch size")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute; inputs and outputs stay float32")
     p.add_argument("--no-verify", action="store_true", help="skip onnx.checker and the onnxruntime-vs-PyTorch comparison")
+    p.add_argument("--all-outputs", action="store_true", help="every output the spec's `outputs:` lists, named as there (default: the main one, as logits)")
     spec_options(p)
 
-    p = sub.add_parser("infer", help="top-k classes for images or .npy arrays with an exported ONNX model (onnxruntime)")
+    p = sub.add_parser(
+        "infer",
+        help="what an exported ONNX model makes of images or .npy arrays, by the task it records: top-k classes, mask PNGs and "
+        "class pixel fractions, output images, values or labels (onnxruntime)",
+        description="Run an exported model on images or .npy arrays and show each input's result as its task (recorded at export) "
+        "reads it: classification prints the top-k classes; segmentation prints each class's share of the pixels and writes a "
+        "palette PNG mask (pixel value = class index) per input; reconstruction writes the output image; regression prints "
+        "the values; multilabel prints the classes that are on. An output the task cannot read, or NaN/infinite values, "
+        "is an error (exit 2).",
+    )
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (normalized as the model records) or .npy arrays")
     p.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="auto: TensorRT, else CUDA, else CPU, whichever starts")
     p.add_argument("--batch", type=int, metavar="N", help="samples per run (default: the model's fixed batch, else 32)")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="classes shown per input (default 5)")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="classification: classes shown per input (default 5)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="segmentation and reconstruction: the folder for the PNGs, one per input named after it (a.png, x_3.png for x.npy[3]), "
+        "replacing files of the same name (default: predictions/ beside MODEL.onnx)",
+    )
+    p.add_argument("--json", action="store_true", help="print only a JSON list, one object per input: input, the task's figures, output_png where written")
 
     p = sub.add_parser("bench", help="latency and throughput: onnxruntime vs PyTorch eager and torch.compile, same device")
     p.add_argument("target", metavar="MODEL.onnx|SPEC")
@@ -72,24 +89,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     graph = _load(str(spec), args)
     output = args.output or f"{graph.name}.onnx"
     try:
-        result = export(graph, output, weights=weights, labels=labels, opset=args.opset, batch=batch, fp16=args.fp16, verify=not args.no_verify, log=print)
+        result = export(
+            graph,
+            output,
+            weights=weights,
+            labels=labels,
+            opset=args.opset,
+            batch=batch,
+            fp16=args.fp16,
+            verify=not args.no_verify,
+            log=print,
+            all_outputs=args.all_outputs,
+        )
     except VerificationError as exc:
         print(exc, file=sys.stderr)
         return 1
     info = result.info
     where = f", weights in {result.path}.data (over 2 GB)" if result.external_data else ""
+    task = f"; task: {info.task['name']}" if info.task else ""
     print(
         f"wrote {result.path}: {info.name}, input {'x'.join(map(str, graph.input_shape))}, batch {result.batch or 'dynamic'}, "
-        f"opset {result.opset}, {info.precision}, {info.exporter} exporter, {_size(result.size)}{where}"
+        f"opset {result.opset}, {info.precision}, {info.exporter} exporter, {_size(result.size)}{where}{task}"
     )
     print(f"weights: {info.weights}" + (f"; classes: {len(info.classes)}" if info.classes else "") + ("; normalization recorded" if info.normalize else ""))
     return 0
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
+    import json
+
     from netdsl.runtime.infer import infer
 
-    model, predictions = infer(args.model, args.inputs, provider=args.provider, batch=args.batch, top=args.top)
+    model, predictions = infer(args.model, args.inputs, provider=args.provider, batch=args.batch, top=args.top, out=args.out)
+    if args.json:
+        print(json.dumps([p.json() for p in predictions], indent=2))
+        return 0
     chosen = f"; auto: {model.note or 'the fastest available'}" if args.provider == "auto" else ""
     print(f"provider: {model.provider} ({model.session.get_providers()[0]}{chosen})")
     for prediction in predictions:

@@ -1,4 +1,9 @@
-"""`netdsl infer`: top-k classes for images or .npy arrays with an exported model; onnxruntime, numpy and Pillow only.
+"""`netdsl infer`: what an exported model makes of images or .npy arrays, by the task its metadata records.
+
+classification: the top-k classes; segmentation: class pixel fractions and a palette mask PNG per input;
+reconstruction: the output image; regression: the values; multilabel: the classes that are on. The task's
+own presentation code (netdsl.train.tasks) reads the outputs, so `netdsl predict` shows the same. onnxruntime,
+numpy and Pillow only.
 
 Images are converted to the model's channel count (Pillow's "L" is ITU-R 601 luma, as training converts),
 resized to its input size, scaled to [0, 1] and normalized with the mean and std recorded in the model's
@@ -9,26 +14,43 @@ metadata. A .npy array holds values on the same [0, 1] scale (uint8 pixels are d
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from netdsl.errors import input_error
 from netdsl.inputs import read_inputs
+from netdsl.runtime.serving import check_finite, fit_output, model_task, picture_folder, write_outputs, writes_pictures
 from netdsl.runtime.session import Model, open_model
+
+if TYPE_CHECKING:
+    from netdsl.train.tasks import Task
 
 DEFAULT_BATCH = 32
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The top classes for one sample: (class index, class name, probability), best first."""
+    """What the model makes of one input: the task's figures (`result`, as Task.present gives them) and their line.
+
+    `top` (classification only): (class index, class name, probability) best first, unrounded; `output_png`: the
+    mask or image written for this input (segmentation, reconstruction).
+    """
 
     source: str
-    top: list[tuple[int, str, float]]
+    text: str
+    result: dict[str, Any]
+    top: list[tuple[int, str, float]] = field(default_factory=list)
+    output_png: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.source}: " + ", ".join(f"{name} ({p:.1%})" for _, name, p in self.top)
+        return f"{self.source}: {self.text}" + (f" -> {self.output_png}" if self.output_png else "")
+
+    def json(self) -> dict[str, Any]:
+        """The result as `--json` prints it: the input, the task's figures, and the PNG where one was written."""
+        return {"input": self.source, **self.result} | ({"output_png": self.output_png} if self.output_png else {})
 
 
 def sample_shape(model: Model) -> tuple[int, ...]:
@@ -78,23 +100,45 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 
 
 def infer(
-    model_path: str | os.PathLike[str], inputs: list[str], *, provider: str = "auto", batch: int | None = None, top: int = 5
+    model_path: str | os.PathLike[str],
+    inputs: list[str],
+    *,
+    provider: str = "auto",
+    batch: int | None = None,
+    top: int = 5,
+    out: str | os.PathLike[str] | None = None,
 ) -> tuple[Model, list[Prediction]]:
-    """The top-`top` classes for each input with an exported model; also returns the model (which provider ran)."""
+    """What the model makes of each input, by its task; segmentation masks and reconstructions are written as PNGs into
+    `out` (default: predictions/ beside the model). Also returns the model (which provider ran)."""
     if top < 1:
         raise input_error("--top", f"--top must be >= 1; got {top}")
     if batch is not None and batch < 1:
         raise input_error("--batch", f"--batch must be >= 1; got {batch}")
     model = open_model(model_path, provider)
+    task = model_task(model)
     fixed = model.fixed_batch
     if fixed is not None and batch is not None and batch != fixed:
         raise input_error("--batch", f"--batch {batch}: {model_path} was exported with a fixed batch of {fixed}")
     x, labels = read_inputs(inputs, sample_shape(model))
-    scores = probabilities(run_batches(model, normalize(x, model), batch or fixed or DEFAULT_BATCH).reshape(len(x), -1))
-    classes = model.info.classes if model.info is not None else None
+    check_finite(x, labels, "input")
+    outputs = fit_output(model, task, run_batches(model, normalize(x, model), batch or fixed or DEFAULT_BATCH))
+    check_finite(outputs, labels, "output")
+    if task.name == "classification":
+        return model, classify(task, outputs, labels, top)
+    results = task.present(outputs, task.classes, top)
+    pngs: list[str | None] = [None] * len(labels)
+    if writes_pictures(task, outputs):
+        pngs = list(write_outputs(task, outputs, labels, picture_folder(Path(out) if out is not None else None, model.path, inputs, labels)))
+    return model, [Prediction(label, task.line(r), r, output_png=png) for label, r, png in zip(labels, results, pngs)]
+
+
+def classify(task: Task, outputs: np.ndarray, labels: list[str], top: int) -> list[Prediction]:
+    """The top classes per input; the line shows unrounded probabilities, as `netdsl infer` always has."""
+    scores = probabilities(outputs)
+    with np.errstate(divide="ignore"):  # Task.present softmaxes logits; log-probabilities give the probabilities back
+        results = task.present(np.log(scores), task.classes, top)
     predictions = []
-    for label, row in zip(labels, scores):
-        best = np.argsort(-row, kind="stable")[:top]
-        names = [classes[i] if classes and i < len(classes) else str(i) for i in best]
-        predictions.append(Prediction(label, [(int(i), name, float(row[i])) for i, name in zip(best, names)]))
-    return model, predictions
+    for label, row, result in zip(labels, scores, results):
+        best = [(int(t["index"]), str(t["class"]), float(row[t["index"]])) for t in result["top"]]
+        predictions.append(Prediction(label, ", ".join(f"{name} ({p:.1%})" for _, name, p in best), result, best))
+    return predictions

@@ -9,7 +9,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from netdsl.ir import Graph
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -40,6 +43,7 @@ class ModelInfo:
     weights: str = ""  # where the weights came from, or "random initialization (seed N)"
     classes: list[str] | None = None
     normalize: dict[str, list[float]] | None = field(default=None)  # {"mean": [...], "std": [...]} per channel
+    task: dict[str, Any] | None = None  # train.task as settled: {"name": "segmentation", "ignore_index": 255}; None: classification
 
     def to_metadata(self) -> dict[str, str]:
         """Key -> JSON text, for ModelProto.metadata_props."""
@@ -59,3 +63,30 @@ class ModelInfo:
 
 def spec_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settled_task(given: Any) -> dict[str, Any] | None:
+    """`train.task` as the trainer settles it, {"name": ..., each option's default filled in}; None if it names no known task."""
+    from netdsl.train.tasks import TASKS
+
+    settings = {"name": given} if isinstance(given, str) else dict(given) if isinstance(given, Mapping) else {}
+    name = settings.get("name")
+    cls = TASKS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        return None
+    for key, schema in cls.options.items():
+        if key not in settings and "default" in schema:
+            settings[key] = schema["default"]
+    return settings
+
+
+def inferred_task(graph: Graph) -> dict[str, Any] | None:
+    """The task the trainer infers from the output's shape when a spec sets none, settled; None where it cannot tell."""
+    from netdsl.errors import SpecError
+    from netdsl.train.tasks import infer_task
+
+    try:
+        name, _ = infer_task(graph)
+    except SpecError:
+        return None
+    return settled_task(name)

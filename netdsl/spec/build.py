@@ -6,10 +6,11 @@ Problems are collected as diagnostics; a node whose input shape is unknown (an u
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from netdsl.errors import Diagnostic, Loc, ShapeError, did_you_mean
 from netdsl.ir import INPUT, Graph, Group, Node
@@ -125,7 +126,7 @@ class Builder:
         elif word in self.blocks:
             out = self.instantiate(self.blocks[word], opts, loc, env, frame, srcs, path, frozen)
         elif canonical(word):
-            out = self.add_layer(word, args, loc, env, srcs, path, frozen)
+            out = self.add_layer(word, args, loc, env, srcs, path, frozen, frame)
         else:
             self.error(loc, unknown_type_message(word, self.blocks))
             out = None
@@ -214,7 +215,7 @@ class Builder:
             self.trace.pop()
 
     # -- layers ---------------------------------------------------------------------------------
-    def add_layer(self, word: str, args: Any, loc: Loc, env: dict[str, Any], srcs: list[str | None], path: str, frozen: bool) -> str | None:
+    def add_layer(self, word: str, args: Any, loc: Loc, env: dict[str, Any], srcs: list[str | None], path: str, frozen: bool, frame: Frame) -> str | None:
         cls = LAYERS[canonical(word) or word]
         label = f"{word} '{path}'"
         layer = self.make_layer(cls, word, args, loc, env, label)
@@ -226,21 +227,58 @@ class Builder:
         if cls.arity == 0 and len(srcs) < 2:
             self.error(loc, f"{label}: needs two or more inputs, e.g. from: [input, {path.rsplit('.', 1)[-1]}_branch]")
             return None
-        refs = tuple(s for s in srcs if s is not None)
-        in_shapes = tuple(self.shapes[s] for s in refs)
+        data = tuple(s for s in srcs if s is not None)
+        written = {ref.arg: str(ref.name) for ref in layer.refs()}
+        extra = self.ref_inputs(layer, args, loc, env, frame, label)
+        if extra is None:
+            return None
+        resolved = {ref.arg: ref_name for ref, (ref_name, _, _) in zip(layer.refs(), (e for e in extra if not e[2]))}
+        layer = dataclasses.replace(cast(Any, layer), **resolved)  # the IR's layer names what it reads by path, as Node.inputs does
+        refs = data + tuple(ref for ref, _, _ in extra)
+        ports = (0,) * len(data) + tuple(port for _, port, _ in extra)
+        in_shapes = tuple(self.shapes[s if p == 0 else f"{s}:{p}"] for s, p in zip(refs, ports))
         try:
             shape = layer.infer(in_shapes)
         except ShapeError as exc:
+            names = {f"in{i}": r for i, r in enumerate(data)} if cls.arity == 0 else {}
+            names.update(written)
             message = str(exc)
-            if cls.arity == 0:
-                message = message.format(**{f"in{i}": f"'{r}'" for i, r in enumerate(refs)})
-            got = ", ".join(fmt_shape(s) for s in in_shapes)
+            for key, name in names.items():
+                message = message.replace("{" + key + "}", f"'{name}'")
+            got = ", ".join(fmt_shape(s) for s in in_shapes[: len(data)])
             self.error(loc, f"{label}: {message}" + ("" if cls.arity == 0 or got in message or "input" in message else f" (input {got})"), "shape")
             return None
         init = plain(args.get("init")) if isinstance(args, YMap) else None
-        self.nodes.append(Node(path, cls.type_name, layer, refs, in_shapes, shape, loc, bool(frozen), init))
+        self.nodes.append(Node(path, cls.type_name, layer, refs, in_shapes, shape, loc, bool(frozen), init, ports if any(ports) else ()))
         self.shapes[path] = shape
+        for port, port_shape in enumerate(layer.port_shapes(in_shapes, shape)[1:], 1):
+            self.shapes[f"{path}:{port}"] = port_shape
         return path
+
+    def ref_inputs(self, layer: Layer, args: Any, loc: Loc, env: dict[str, Any], frame: Frame, label: str) -> list[tuple[str, int, bool]] | None:
+        """The nodes a layer's reference arguments add as inputs: (node, output read, whether it is a named layer's source
+        input that follows it); None after an error."""
+        out: list[tuple[str, int, bool]] = []
+        for ref in layer.refs():
+            key = next((k for k in (args if isinstance(args, YMap) else ()) if k == ref.arg or k in _aliases(layer, ref.arg)), ref.arg)
+            where = _vloc(args, key, loc)
+            resolved = self.resolve(self.ref_text(ref.name, env, where), frame, where, key)
+            if resolved is _UNRESOLVED or resolved is None:
+                return None
+            name = str(resolved)
+            node = next((n for n in reversed(self.nodes) if n.name == name), None)
+            if ref.port and f"{name}:{ref.port}" not in self.shapes:
+                kind = next(s.kind for s in layer.ref_args() if s.name == ref.arg)
+                found = f"a {node.op}" if node is not None else "the input"
+                self.error(where, f"{label}: '{key}' must name {kind.name}; '{ref.name}' is {found}")
+                return None
+            out.append((name, ref.port, False))
+            if ref.source:
+                if node is None:
+                    self.error(where, f"{label}: '{key}' must name a layer, not the input")
+                    return None
+                out.append((node.inputs[0], node.port(0), True))
+        return out
 
     def make_layer(self, cls: type[Layer], word: str, args: Any, loc: Loc, env: dict[str, Any], label: str) -> Layer | None:
         specs = {s.name: s for s in cls.args()}
@@ -275,7 +313,15 @@ class Builder:
         missing = [s.name for s in specs.values() if s.required and s.name not in values]
         if ok and missing:
             self.error(loc, f"{label}: missing required option '{missing[0]}'")
-        return cls(**values) if ok and not missing else None
+        if not ok or missing:
+            return None
+        layer = cls(**values)
+        try:
+            layer.check_args()
+        except ValueError as exc:
+            self.error(loc, f"{label}: {exc}")
+            return None
+        return layer
 
     # -- values and names -----------------------------------------------------------------------
     def value(self, raw: Any, env: dict[str, Any], loc: Loc, kind: ArgKind | None, literal_strings: bool = False, context: str = "") -> Any:
@@ -334,7 +380,8 @@ class Builder:
             self.error(loc, str(exc))
             return raw
 
-    def resolve(self, ref: str, frame: Frame, loc: Loc) -> str | object | None:
+    def resolve(self, ref: str, frame: Frame, loc: Loc, key: str = "from") -> str | object | None:
+        """The node (or `input`) a name in `from` (or in another reference, `key`) stands for; _UNRESOLVED after an error."""
         head, _, rest = ref.partition(".")
         if ref.startswith("/"):  # an absolute module path, e.g. `from: /layer1.0.bn2` (what `expand` writes)
             if ref == "/" + INPUT:
@@ -357,12 +404,33 @@ class Builder:
                 return _UNRESOLVED
             if head in f.later:
                 later = f.later[head]
-                self.error(loc, f"'{ref}' is defined later (line {later.line}); 'from' must name an earlier layer, so the graph has no cycles")
+                self.error(loc, f"'{ref}' is defined later (line {later.line}); '{key}' must name an earlier layer, so the graph has no cycles")
                 return _UNRESOLVED
             f = f.parent
         known = sorted(_visible(frame))
-        self.error(loc, f"unknown layer '{ref}' in 'from'{did_you_mean(ref, known)} (known here: {', '.join(known[-12:])})")
+        self.error(loc, f"unknown layer '{ref}' in '{key}'{did_you_mean(ref, known)} (known here: {', '.join(known[-12:])})")
         return _UNRESOLVED
+
+    def top_outputs(self, tree: YMap, root: Frame, env: dict[str, Any]) -> tuple[list[str], tuple[str, ...]]:
+        """The nodes a top-level `outputs:` names (resolved as `from` is, at the top level) and the names as written."""
+        raw = tree["outputs"]
+        items = list(zip(raw, raw.item_locs)) if isinstance(raw, YList) else [(raw, tree.value_locs["outputs"])]
+        refs: list[str] = []
+        names: list[str] = []
+        for item, loc in items:
+            name = self.ref_text(str(item), env, loc)
+            if name in names:
+                self.error(loc, f"'{name}' is listed twice in 'outputs'")
+                continue
+            if name.partition(".")[0] in root.skipped:  # a head switched off by its `when` (GoogLeNet's aux_logits: false) is no output
+                if not refs and not names:
+                    self.error(loc, f"the main output '{name}' is switched off by its 'when'; list an active layer first")
+                continue
+            resolved = self.resolve(name, root, loc, "outputs")
+            if isinstance(resolved, str):
+                refs.append(resolved)
+                names.append(name)
+        return refs, tuple(names)
 
     def single(self, srcs: list[str | None] | None, what: str, name: str, loc: Loc) -> str | None:
         if not srcs:
@@ -384,6 +452,10 @@ def _visible(frame: Frame) -> set[str]:
         names |= {n for n, ref in f.scope.items()}
         f = f.parent
     return names
+
+
+def _aliases(layer: Layer, arg: str) -> tuple[str, ...]:
+    return next((s.alias for s in layer.args() if s.name == arg), ())
 
 
 def _split(item: Any) -> tuple[str, Any]:
@@ -424,10 +496,16 @@ def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, 
     layers: YList = tree["layers"]
     root = Frame("", INPUT, None, False)
     out, _ = builder.build_list(builder.entries(layers, dict(variables)), root, INPUT)
-    if builder.diagnostics or out is None:
+    outputs: list[str] = [out] if out is not None else []
+    names: tuple[str, ...] = ()
+    if "outputs" in tree:  # checked even after an error in the layers: a wrong name there is worth reporting too
+        outputs, names = builder.top_outputs(tree, root, dict(variables))
+    if builder.diagnostics or not outputs:
         return None, builder.diagnostics
     init = plain(tree.get("init", {}))
-    graph = Graph(str(tree["name"]), input_shape, tuple(builder.nodes), out, tuple(builder.groups), file, dict(variables), init)
+    graph = Graph(
+        str(tree["name"]), input_shape, tuple(builder.nodes), outputs[0], tuple(builder.groups), file, dict(variables), init, tuple(outputs[1:]), names
+    )
     return graph, []
 
 

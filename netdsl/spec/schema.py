@@ -155,6 +155,10 @@ def build_schema() -> dict[str, Any]:
             "import": IMPORTS,
             "blocks": BLOCKS,
             "layers": list_ref,
+            "outputs": {
+                "description": "the network's outputs by layer name, the main one first (e.g. [logits, aux1, aux2]); default: the last layer",
+                "anyOf": [_REF, {"type": "array", "items": _REF, "minItems": 1}],
+            },
             "init": {
                 "description": "initialization defaults by layer type (a layer's own `init` wins), the seed, zero_init_residual",
                 "type": "object",

@@ -20,6 +20,7 @@ from netdsl.spec.load import load_tree, read_spec
 from netdsl.spec.yaml_tree import loc_of, plain
 from netdsl.train.callbacks import RunInfo
 from netdsl.train.config import TRAIN_SCHEMA, resolve
+from netdsl.train.tasks import make_task, settle
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Prepared:
     text: str
     base: Path
     where: Loc  # the spec's train: key (or its first line): where a missing training setting is reported
+    task_note: str = ""  # how the task was chosen (`netdsl train` prints it)
 
 
 def apply_settings(train: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,12 +72,36 @@ def prepare(
     resolved = plain(dict(tree))
     resolved["input"] = "x".join(map(str, graph.input_shape))
     if "params" in resolved:
-        resolved["params"] = {k: graph.variables.get(k, v) for k, v in resolved["params"].items()}
+        resolved["params"] = {k: plain(graph.variables.get(k, v)) for k, v in resolved["params"].items()}  # list values too (SegNet's widths)
     resolved["import"] = [str((base / i).resolve()) if str(i).endswith((".yaml", ".yml", ".net")) else i for i in resolved.get("import", [])] or None
     resolved = {k: v for k, v in resolved.items() if v is not None}
     resolved["train"] = cfg
     where = loc_of(tree, ("train",), key=True) if isinstance(tree, dict) and "train" in tree else None
-    return Prepared(graph, cfg, resolved, text, base, where or Loc(name, 1, 1))
+    note = settle(cfg, graph, _given(tree, train, settings or {}))
+    resolved["train"] = cfg
+    return Prepared(graph, cfg, resolved, text, base, where or Loc(name, 1, 1), note)
+
+
+SETTLED = ("task", "loss.name", "loss.output_weights", "metrics", "checkpoint.monitor", "early_stopping.monitor")
+
+
+def _given(tree: Any, train: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Loc]:
+    """Where the spec (or --set) wrote each setting that the task settles, for errors about them."""
+    out: dict[str, Loc] = {}
+    for key in SETTLED:
+        keys = key.split(".")
+        node: Any = train
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        flag = f"train.{key}"
+        if any(s == flag or s.startswith(flag + ".") or flag.startswith(s + ".") for s in settings):
+            out[key] = Loc("--set", 1, 1)
+        else:
+            loc = loc_of(tree, ("train", *keys))
+            out[key] = loc or Loc(flag, 1, 1)
+    return out
 
 
 def _absolute_paths(cfg: dict[str, Any], base: Path) -> None:
@@ -155,7 +181,7 @@ def _check_resume(run: Path, prep: Prepared, allow_changes: bool) -> None:
 
 def _train(prep: Prepared, engine: Any, out: Path, resume: Any, allow_changes: bool, run_dir: Any, say: Callable[[str], None]) -> Path:
     from netdsl.train.checkpoint import write_json
-    from netdsl.train.loop import Trainer, TrainingStopped, check_fit, data_workers
+    from netdsl.train.loop import Trainer, TrainingStopped, data_workers
     from netdsl.train.plots import plot_curves
     from netdsl.train.progress import ProgressBar, task
     from netdsl.train.run import check_writable, environment, new_run_dir, write_status, write_yaml
@@ -164,8 +190,9 @@ def _train(prep: Prepared, engine: Any, out: Path, resume: Any, allow_changes: b
     from netdsl.train.tracking import build_loggers
 
     cfg, graph = prep.cfg, prep.graph
-    data = open_source(cfg["data"], graph.input_shape, prep.base)  # missing data fails before any run directory exists
-    check_fit(graph, cfg, len(data.classes))
+    aim = make_task(cfg, graph, [])
+    data = open_source(cfg["data"], graph.input_shape, prep.base, aim.targets())  # missing data fails before any run directory exists
+    aim.check(data.classes)
     for note in data.notes:
         say(note)
     reading = Reading(cfg["batch_size"], workers=data_workers(cfg["workers"], engine.world, data.streamed))
@@ -206,6 +233,7 @@ def _train(prep: Prepared, engine: Any, out: Path, resume: Any, allow_changes: b
         write_status(run, "running", epoch=trainer.epoch)
         if trainer.transfer is not None:
             say(trainer.transfer.line())
+        say(prep.task_note)
         processes = f", {engine.world} processes" if engine.distributed else ""
         say(
             f"run {run}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test samples, {cfg['epochs']} "
@@ -259,7 +287,9 @@ def _train(prep: Prepared, engine: Any, out: Path, resume: Any, allow_changes: b
             plot_curves(trainer.history, run / "curves.png", f"{graph.name}: learning curves", best_epoch=trainer.best_epoch)
         write_status(run, "finished", epoch=trainer.epoch)
         end("finished", results)
-        say("test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()))
+        say("test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items() if isinstance(v, (int, float))))
+        for line in per_class_lines(results.get("test_per_class", [])):
+            say(line)
         if skipped:
             say(f"left out {skipped} file(s) that could not be decoded: listed in {run / 'skipped_files.txt'}")
         if trainer.best is not None:
@@ -270,73 +300,129 @@ def _train(prep: Prepared, engine: Any, out: Path, resume: Any, allow_changes: b
 
 
 def evaluate(spec: str | os.PathLike[str], weights: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, **options: Any) -> dict[str, Any]:
-    """Test-split metrics and a confusion matrix PNG for a spec with trained weights."""
+    """Test-split loss and metrics for a spec with trained weights, and pictures of the result beside them.
+
+    classification: a confusion matrix PNG; segmentation: per-class IoU and example predictions (image | target |
+    prediction); reconstruction: example outputs (input | output | target).
+    """
     import torch
 
     from netdsl.train.checkpoint import trained_module
     from netdsl.train.loop import data_workers
-    from netdsl.train.plots import plot_confusion
+    from netdsl.train.plots import plot_confusion, plot_examples
     from netdsl.train.sources import normalization, open_source
     from netdsl.train.splits import Reading
 
     prep = prepare(spec, **options)
     require_data(prep)
     model = trained_module(prep.graph, Path(weights))  # a bad weights file fails before the data is read
-    data = open_source(prep.cfg["data"], prep.graph.input_shape, prep.base)
+    task = make_task(prep.cfg, prep.graph, [])
+    data = open_source(prep.cfg["data"], prep.graph.input_shape, prep.base, task.targets())
+    task.classes = list(data.classes)
+    task.check(data.classes)
     reading = Reading(batch_size=256, workers=data_workers(prep.cfg["workers"], 1, data.streamed))
     mean_, std_ = normalization(prep.cfg["data"], data.train, prep.graph.input_shape, reading)
     shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
     mean, std = torch.tensor(mean_).view(shape), torch.tensor(std_).view(shape)
-    n = len(data.classes)
-    matrix = [[0] * n for _ in range(n)]
-    correct = 0
-    with torch.inference_mode():
+    loss_fn = task.loss_fn(prep.cfg["loss"], torch.device("cpu"))  # of the main output: the function that is exported
+    n_classes = len(data.classes)
+    matrix = [[0] * n_classes for _ in range(n_classes)]
+    meter = task.meter(prep.cfg["metrics"])
+    examples: list[tuple[Any, Any, Any]] = []
+    with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(prep.cfg["seed"])  # the same corrupted inputs as the trainer's evaluations
         for x, y, _ in data.test.batches(reading, epoch=0, seed=0, shuffle=False):
             if not len(y):
                 continue
-            pred = model((x - mean) / std).argmax(1)
-            correct += int((pred == y).sum())
-            for t, p in zip(y.tolist(), pred.tolist()):
-                matrix[t][p] += 1
+            task.check_batch(y, "train.data")
+            target = task.target(x, y)
+            seen = task.corrupt(x) if task.name == "reconstruction" else x
+            output = model((seen - mean) / std)
+            meter.add(loss_fn(output, target), output.float(), target, seen)
+            if task.name == "classification":
+                for t, p in zip(y.tolist(), output.argmax(1).tolist()):
+                    if t < n_classes and p < n_classes:
+                        matrix[t][p] += 1
+            if len(examples) < EXAMPLES and task.name in ("segmentation", "reconstruction"):
+                for i in range(min(len(x), EXAMPLES - len(examples))):
+                    shown = task.picture(output[i].numpy())  # type: ignore[attr-defined]
+                    examples.append((seen[i].numpy(), target[i].numpy(), shown))
     data.close()
-    target = Path(out) if out else Path(weights).with_name("confusion.png")
-    plot_confusion(matrix, data.classes, target, f"{prep.graph.name}: test confusion matrix")
-    return {"test_accuracy": correct / max(len(data.test), 1), "test_samples": len(data.test), "confusion_matrix": matrix, "confusion_png": str(target)}
+    n = len(data.test)
+    result: dict[str, Any] = {f"test_{k}": v for k, v in meter.result().items()} | {"test_samples": n, "task": task.name}
+    result |= {f"test_{k}": v for k, v in meter.details(task.classes).items()}
+    stem = Path(out) if out else Path(weights).with_name("confusion.png" if task.name == "classification" else "examples.png")
+    if task.name == "classification":
+        plot_confusion(matrix, data.classes, stem, f"{prep.graph.name}: test confusion matrix")
+        result |= {"confusion_matrix": matrix, "confusion_png": str(stem)}
+    elif examples:
+        plot_examples(examples, task.name, stem, f"{prep.graph.name}: test examples", task.classes)
+        result["examples_png"] = str(stem)
+    return result
 
 
-def predict(spec: str | os.PathLike[str], weights: str | os.PathLike[str], images: list[str], top: int = 3, **options: Any) -> list[dict[str, Any]]:
-    """Top-k classes for each image file or .npy sample (a stacked array gives one result per sample, `file[i]`).
+EXAMPLES = 6  # test samples drawn by `netdsl eval` (segmentation, reconstruction)
 
+
+def per_class_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The per-class IoU table of a segmentation result, one line per class."""
+    width = max((len(str(r["class"])) for r in rows), default=0)
+    return [
+        f"  {r['class']!s:<{width}}  IoU {'-' if r['iou'] is None else format(r['iou'], '.4f'):>6}  Dice {'-' if r['dice'] is None else format(r['dice'], '.4f'):>6}"
+        f"  {r['pixels']:>12,} pixels"
+        for r in rows
+    ]
+
+
+class Predictions(list[dict[str, Any]]):
+    """predict()'s results, one dict per input, with the task that reads them (`task.line(result)`)."""
+
+    task: Any = None
+
+
+def predict(
+    spec: str | os.PathLike[str], weights: str | os.PathLike[str], images: list[str], top: int = 3, out: str | os.PathLike[str] | None = None, **options: Any
+) -> Predictions:
+    """What the task makes of each image file or .npy sample (a stacked array gives one result per sample, `file[i]`).
+
+    classification: the top-k classes; segmentation: class pixel fractions, and mask PNGs (palette) in `out`;
+    reconstruction: output images in `out`; regression: the values; multilabel: the classes that are on.
     Inputs are read as `netdsl infer` reads them (netdsl.inputs) and normalized as the spec's data section says.
     """
     import torch
 
     from netdsl.inputs import read_inputs
+    from netdsl.runtime.serving import check_finite, picture_folder, write_outputs, writes_pictures
     from netdsl.train.checkpoint import trained_module
     from netdsl.train.sources import load_splits
 
     if top < 1:
         raise SpecError([Diagnostic(Loc("--top", 1, 1), f"--top must be >= 1; got {top}")])
     prep = prepare(spec, **options)
+    task = make_task(prep.cfg, prep.graph, [])
     normalize = prep.cfg["data"]["normalize"]
     if isinstance(normalize, dict) and prep.cfg["data"].get("classes"):
         mean, std, classes = normalize["mean"], normalize["std"], prep.cfg["data"]["classes"]
     else:
         require_data(prep)
-        data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base)
+        data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base, targets=task.targets())
         mean, std, classes = data.mean, data.std, data.classes
         data.close()
     x, labels = read_inputs(images, prep.graph.input_shape)
+    check_finite(x, labels, "input")
     model = trained_module(prep.graph, Path(weights))
     shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
     mean_t, std_t = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
     with torch.inference_mode():
-        probs = torch.cat([model((batch - mean_t) / std_t).softmax(1) for batch in torch.from_numpy(x).split(256)])
-    values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
-    return [
-        {"input": label, "top": [{"class": classes[i] if i < len(classes) else str(i), "index": i, "p": round(float(v), 4)} for v, i in zip(vs, ix.tolist())]}
-        for label, vs, ix in zip(labels, values, indices)
-    ]
+        outputs = torch.cat([model((batch - mean_t) / std_t) for batch in torch.from_numpy(x).split(256)]).numpy()
+    check_finite(outputs, labels, "output")
+    results = Predictions({"input": label} | r for label, r in zip(labels, task.present(outputs, list(classes), top)))
+    results.task = task
+    if writes_pictures(task, outputs):
+        folder = picture_folder(None if out is None else Path(out), str(Path(weights).parent / "weights"), images, labels)
+        for r, path in zip(results, write_outputs(task, outputs, labels, folder)):
+            r["output_png"] = path
+    return results
 
 
 def results_json(results: Any) -> str:

@@ -11,8 +11,11 @@ def _options(value: Any) -> dict[str, Any]:
     return {"p": float(value)} if isinstance(value, (int, float)) else dict(value)
 
 
-def build_augmentation(cfg: dict[str, Any], input_shape: tuple[int, ...]) -> nn.Module | None:
-    """A kornia AugmentationSequential for the configured transforms, in a fixed order; None if there are none."""
+def build_augmentation(cfg: dict[str, Any], input_shape: tuple[int, ...], masks: bool = False) -> nn.Module | None:
+    """A kornia AugmentationSequential for the configured transforms, in a fixed order; None if there are none.
+
+    With `masks` it is called as aug(images, masks) and moves the masks with the images (nearest, geometry only).
+    """
     if not cfg:
         return None
     if len(input_shape) != 3:
@@ -33,4 +36,6 @@ def build_augmentation(cfg: dict[str, Any], input_shape: tuple[int, ...]) -> nn.
     steps = [builders[name](_options(cfg[name])) for name in builders if name in cfg]  # geometry, then colour, then erasing
     if "color_jitter" in cfg and input_shape[0] not in (1, 3):
         raise ValueError("color_jitter needs 1- or 3-channel images")
-    return K.AugmentationSequential(*steps) if steps else None
+    if not steps:
+        return None
+    return K.AugmentationSequential(*steps, data_keys=["input", "mask"]) if masks else K.AugmentationSequential(*steps)

@@ -29,18 +29,23 @@ def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--run-dir", help=argparse.SUPPRESS)  # set by --nproc for its worker processes
     spec_options(p)
 
-    p = sub.add_parser("eval", help="test-split metrics and a confusion matrix PNG for trained weights")
+    p = sub.add_parser(
+        "eval", help="test-split loss and metrics for trained weights, with a picture: confusion matrix, or example predictions (segmentation, reconstruction)"
+    )
     p.add_argument("spec")
     p.add_argument("--weights", required=True, help="best.pt, last.pt or .safetensors")
-    p.add_argument("--out", help="confusion matrix PNG (default: beside the weights)")
+    p.add_argument("--out", help="the PNG (default: confusion.png or examples.png beside the weights)")
     p.add_argument("--json", action="store_true")
     spec_options(p)
 
-    p = sub.add_parser("predict", help="top-k classes for images (or .npy arrays) with trained weights")
+    p = sub.add_parser(
+        "predict", help="what trained weights make of images (or .npy arrays): top-k classes, masks, reconstructions, values or labels, by the task"
+    )
     p.add_argument("spec")
     p.add_argument("inputs", nargs="+")
     p.add_argument("--weights", required=True)
-    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--top", type=int, default=3, help="classification: how many classes to show")
+    p.add_argument("--out", help="segmentation/reconstruction: folder for the output PNGs (default: predictions/ beside the weights)")
     p.add_argument("--json", action="store_true")
     spec_options(p)
 
@@ -158,14 +163,20 @@ def launch(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from netdsl.train.api import evaluate
+    from netdsl.train.api import evaluate, per_class_lines
 
     settings, variables = split_settings(args)
     result = evaluate(args.spec, args.weights, args.out, settings=settings, variables=variables, input_shape=args.input)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_samples']} samples; confusion matrix: {result['confusion_png']}")
+        return 0
+    figures = " ".join(f"{k[5:]} {v:.4f}" for k, v in result.items() if k.startswith("test_") and isinstance(v, float))
+    print(f"{result['task']}: test {figures} on {result['test_samples']} samples")
+    for line in per_class_lines(result.get("test_per_class", [])):
+        print(line)
+    picture = result.get("confusion_png") or result.get("examples_png")
+    if picture:
+        print(f"{'confusion matrix' if 'confusion_png' in result else 'examples'}: {picture}")
     return 0
 
 
@@ -173,12 +184,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from netdsl.train.api import predict
 
     settings, variables = split_settings(args)
-    results = predict(args.spec, args.weights, args.inputs, args.top, settings=settings, variables=variables, input_shape=args.input)
+    results = predict(args.spec, args.weights, args.inputs, args.top, args.out, settings=settings, variables=variables, input_shape=args.input)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        for r in results:
-            print(f"{r['input']}: " + ", ".join(f"{t['class']} ({t['p']:.1%})" for t in r["top"]))  # as `netdsl infer` prints
+        for r in results:  # as `netdsl infer` prints
+            print(f"{r['input']}: {results.task.line(r)}" + (f" -> {r['output_png']}" if "output_png" in r else ""))
     return 0
 
 

@@ -10,13 +10,20 @@ import copy
 import fnmatch
 from typing import Any
 
+from netdsl.train.tasks import LOSS_NAMES, task_schema
+
 NUM = {"type": "number"}
 PROB = {"type": "number", "minimum": 0, "maximum": 1}
 POS = {"type": "number", "exclusiveMinimum": 0}
 COUNT = {"type": "integer", "minimum": 1}
 PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
 STR_LIST = {"type": "array", "items": {"type": "string"}}
-MONITORS = ["val_loss", "val_accuracy", "val_mae", "val_mse", "train_loss", "train_accuracy"]
+MONITOR = {
+    "type": "string",
+    "pattern": "^(train|val)_[a-z][a-z0-9_]*$",
+    "description": "val_ or train_ and a reported metric (loss or one of train.metrics); default val_loss",
+}
+MODE = {"enum": ["min", "max"], "description": "default: max for metrics where higher is better (accuracy, miou, psnr, f1, ...), else min"}
 
 
 def obj(properties: dict[str, Any], required: tuple[str, ...] = (), description: str = "") -> dict[str, Any]:
@@ -40,12 +47,12 @@ def aug(description: str, p: float = 0.5, **extra: Any) -> dict[str, Any]:
     return {"description": description, "anyOf": [PROB, obj({"p": d(PROB, p, "probability per sample"), **extra})]}
 
 
-SOURCES = ["digits", "synthetic", "image_folder", "npz", "npy", "mnist_idx", "cifar10_bin", "webdataset"]
+SOURCES = ["digits", "synthetic", "shapes", "image_folder", "npz", "npy", "csv", "mnist_idx", "cifar10_bin", "webdataset"]
 
 DATA = obj(
     {
         "source": {"enum": SOURCES, "description": "where the samples come from (required: no data set is assumed)"},
-        "path": {"type": "string", "description": "file or folder for image_folder, npz, npy, mnist_idx, cifar10_bin (relative to the spec)"},
+        "path": {"type": "string", "description": "file or folder for image_folder, npz, npy, csv, mnist_idx, cifar10_bin (relative to the spec)"},
         "val_path": {"type": "string", "description": "a separate validation set (same format), instead of a split"},
         "test_path": {"type": "string", "description": "a separate test set (same format), instead of a split"},
         "urls": {"type": "string", "description": "webdataset: training shards, brace notation: 'shards/train-{000000..000127}.tar'"},
@@ -53,7 +60,7 @@ DATA = obj(
         "test_urls": {"type": "string", "description": "webdataset: test shards"},
         "split": d(obj({"train": PROB, "val": PROB, "test": PROB}), {"train": 0.7, "val": 0.1, "test": 0.2}, "fractions of one data set"),
         "shuffle": d({"type": "boolean"}, True, "shuffle before splitting"),
-        "seed": d({"type": "integer", "minimum": 0}, 0, "seed of the split"),
+        "seed": d({"type": "integer", "minimum": 0}, 0, "seed of the split (and of the synthetic and shapes data)"),
         "normalize": d(
             {
                 "anyOf": [
@@ -71,7 +78,8 @@ DATA = obj(
             {"type": "boolean"}, False, "image_folder/webdataset: skip images that cannot be decoded (listed in skipped_files.txt) instead of stopping"
         ),
         "classes": {"type": "array", "items": {"type": "string"}, "description": "class names (default: from the source)"},
-        "samples": d(COUNT, 512, "synthetic: number of samples"),
+        "samples": d(COUNT, 512, "synthetic, shapes: number of samples"),
+        "label_column": d({"type": "string"}, "label", "csv: the column holding the targets (every other column is a feature, in file order)"),
         "num_classes": d(COUNT, 10, "synthetic: number of classes"),
         "shuffle_buffer": d({"type": "integer", "minimum": 0}, 1000, "webdataset: samples shuffled within each worker's stream (0: shard order only)"),
     },
@@ -133,9 +141,15 @@ SCHEDULE = obj(
 
 LOSS = obj(
     {
-        "name": d({"enum": ["cross_entropy", "mse", "bce_with_logits"]}, "cross_entropy"),
+        "name": {"enum": list(LOSS_NAMES), "description": "default: the task's (cross_entropy, mse or bce_with_logits); dice and ce_dice for segmentation"},
         "label_smoothing": d({"type": "number", "minimum": 0, "maximum": 1}, 0.0),
-        "class_weights": {"type": "array", "items": {"type": "number", "minimum": 0}},
+        "class_weights": {"type": "array", "items": {"type": "number", "minimum": 0}, "description": "one weight per class (multilabel: positive weights)"},
+        "output_weights": {
+            "type": "array",
+            "items": {"type": "number", "minimum": 0},
+            "minItems": 1,
+            "description": "multi-output networks: the weight of each output's loss, in the order of `outputs:` (default 1 for the main one, 0.3 for the others)",
+        },
     }
 )
 
@@ -158,22 +172,26 @@ TRAIN_SCHEMA = obj(
         "augmentation": d(AUGMENTATION, {}),
         "optimizer": d(OPTIMIZER, {}),
         "schedule": d(SCHEDULE, {}),
+        "task": task_schema(),
         "loss": d(LOSS, {}),
-        "metrics": d(
-            {"type": "array", "items": {"type": "string", "pattern": "^(accuracy|top[1-9][0-9]*|mse|mae)$"}}, ["accuracy"], "accuracy, topK, mse, mae"
-        ),
+        "metrics": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            "description": "metrics reported besides the loss (default: the task's); classification: accuracy, topK, mse, mae; segmentation: miou, "
+            "pixel_accuracy, dice; reconstruction: psnr, mae, mse, input_psnr; regression: mae, mse, rmse; multilabel: f1, precision, recall, exact_match",
+        },
         "epochs": d(COUNT, 10),
         "batch_size": d(COUNT, 64),
         "early_stopping": obj(
             {
-                "monitor": d({"enum": MONITORS}, "val_loss"),
-                "mode": d({"enum": ["min", "max"]}, "min"),
+                "monitor": MONITOR,
+                "mode": MODE,
                 "patience": d(COUNT, 5),
                 "min_delta": d({"type": "number", "minimum": 0}, 0.0),
             }
         ),
         "checkpoint": d(
-            obj({"monitor": d({"enum": MONITORS}, "val_loss"), "mode": d({"enum": ["min", "max"]}, "min"), "every_steps": {"type": "integer", "minimum": 1}}),
+            obj({"monitor": MONITOR, "mode": MODE, "every_steps": {"type": "integer", "minimum": 1}}),
             {},
             "last.pt every epoch (and every_steps), best.pt by the monitored metric",
         ),

@@ -1,5 +1,8 @@
 """Image folders: one sub-folder per class (images at any depth below it), or train/ val/ test/ folders of those.
 
+When the input is its own target (reconstruction), a folder of images without class folders is read too, every
+image labelled 0. Segmentation folders (images/ and masks/) are read by netdsl/train/mask_folder.py.
+
 Only file names are listed up front; images are decoded when a batch needs them, in DataLoader workers.
 """
 
@@ -103,3 +106,23 @@ class ImageFiles(torch.utils.data.Dataset[tuple[torch.Tensor, int] | tuple[str, 
             return decode_image(file, self.shape), int(self.labels[i])
         except CorruptImage as exc:
             return file, str(exc)
+
+
+def scan_flat_folder(path: Path, progress: Callable[[int], None] | None = None) -> FolderListing:
+    """The images of a folder without class folders (any depth), all labelled 0: inputs that are their own targets."""
+    suffixes = image_suffixes()
+    files: list[str] = []
+    ignored: list[str] = []
+    for folder, dirs, entries in os.walk(path, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for entry in sorted(e for e in entries if not e.startswith(".")):
+            (files if os.path.splitext(entry)[1].lower() in suffixes else ignored).append(os.path.join(folder, entry))
+        if progress is not None:
+            progress(len(entries))
+    if not files:
+        raise fail(str(path), "holds no images")
+    return FolderListing(path, [], files, [0] * len(files), ignored)
+
+
+def has_class_folders(path: Path) -> bool:
+    return path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())

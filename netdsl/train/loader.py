@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from netdsl.train.splits import Batch, Reading, SplitData, fail
+from netdsl.train.splits import Batch, Failure, Reading, SplitData, fail
 
 
 def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
@@ -51,15 +51,24 @@ class StepBatches(torch.utils.data.Sampler[list[int]]):
             yield (self.positions[local] if self.positions is not None else local).tolist()
 
 
-def collate(items: Any) -> Batch:
-    """A batch from `__getitems__` (already a Batch) or from single items: (x, label), or (file, reason) for a sample that failed."""
-    if isinstance(items, tuple):
+def collate(items: Any) -> Batch | Failure:
+    """A batch from `__getitems__` (already a Batch, or a Failure) or from single items: (x, target), (file, reason) for a
+    sample that could not be decoded, or a Failure (a target the task cannot use) that stops the run.
+
+    Targets are stacked whatever their shape: class indices (int64 N), masks (N x H x W), values, 0/1 vectors.
+    """
+    if isinstance(items, (tuple, Failure)):
         return items
+    failure = next((it for it in items if isinstance(it, Failure)), None)
+    if failure is not None:
+        return failure
     good = [it for it in items if isinstance(it[0], torch.Tensor)]
     bad = [(str(f), str(why)) for f, why in items if not isinstance(f, torch.Tensor)]
     if not good:
         return torch.zeros(0), torch.zeros(0, dtype=torch.long), bad
-    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good], dtype=torch.long), bad
+    ys = [y for _, y in good]
+    y = torch.stack(ys) if isinstance(ys[0], torch.Tensor) else torch.tensor(ys, dtype=torch.long)
+    return torch.stack([x for x, _ in good]), y, bad
 
 
 class MapSplit(SplitData):
@@ -98,15 +107,19 @@ class MapSplit(SplitData):
     def batches(self, reading: Reading, *, epoch: int, seed: int, shuffle: bool, start_step: int = 0) -> Iterator[Batch]:
         loader, sampler = self.loader(reading)
         sampler.set_epoch(epoch_order(self.size, seed, epoch) if shuffle else torch.arange(self.size), start_step)
-        for x, y, skipped in loader:
-            self.check(skipped)
+        for batch in loader:
+            x, y, skipped = self.check(batch)
             yield x, y, skipped
 
-    def check(self, skipped: list[tuple[str, str]]) -> None:
-        """Undecodable samples stop the run unless train.data.skip_corrupt is set."""
+    def check(self, batch: Batch | Failure) -> Batch:
+        """The batch, unless it failed (a target the task cannot use) or has undecodable samples without train.data.skip_corrupt."""
+        if isinstance(batch, Failure):
+            raise batch.error()
+        skipped = batch[2]
         if skipped and not self.skip_corrupt:
             file, why = skipped[0]
             raise fail(file, f"{why}; set train.data.skip_corrupt: true to leave such files out (they are then listed in skipped_files.txt)")
+        return batch
 
     def sample(self, count: int, seed: int, reading: Reading) -> Iterator[torch.Tensor]:
         """The first `count` samples of epoch 0's order (seeded), read once by short-lived workers."""
@@ -115,9 +128,8 @@ class MapSplit(SplitData):
         bs = reading.batch_size
         batches = [positions[i : i + bs].tolist() for i in range(0, len(positions), bs)]
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=reading.workers, collate_fn=collate, generator=own_generator())
-        for x, _, skipped in loader:
-            self.check(skipped)
-            yield x
+        for batch in loader:
+            yield self.check(batch)[0]
 
     def close(self) -> None:
         for loader, _ in self._loaders.values():

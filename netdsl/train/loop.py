@@ -17,16 +17,15 @@ from typing import Any
 import torch
 
 from netdsl.backends.pytorch import build_module
-from netdsl.errors import Diagnostic, SpecError
 from netdsl.ir import Graph
 from netdsl.train.augment import build_augmentation
 from netdsl.train.callbacks import Callback
 from netdsl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_text
 from netdsl.train.engine import Engine, seed_everything, usable_cpus
-from netdsl.train.metrics import Tally, build_loss, is_classification, targets_for
 from netdsl.train.optim import build_optimizer, build_scheduler
 from netdsl.train.run import spec_hash
 from netdsl.train.splits import Reading, SplitData, Splits
+from netdsl.train.tasks import Meter, Task, make_task
 from netdsl.train.transfer import apply_transfer, freeze_norm_statistics, set_frozen
 
 MEASURED = ("time", "samples_per_s", "rss_mb")  # per-epoch measurements of the machine, not results of the run
@@ -71,7 +70,9 @@ class Trainer:
     def __init__(self, graph: Graph, cfg: dict[str, Any], data: Splits, engine: Engine, run: Path, resolved: dict[str, Any], base: Path) -> None:
         self.graph, self.cfg, self.data, self.engine, self.run, self.resolved = graph, cfg, data, engine, run, resolved
         self.device = engine.device
-        self.model = build_module(graph, seed=cfg["seed"], device=self.device)
+        self.task: Task = make_task(cfg, graph, data.classes)
+        self.outputs = len(graph.outputs)
+        self.model = build_module(graph, seed=cfg["seed"], device=self.device, all_outputs=True)  # a tuple when there are several
         seed_everything(cfg["seed"] + engine.rank)  # dropout and augmentation draw from the global generators
         self.transfer = apply_transfer(self.model, cfg.get("transfer"), graph.output, base)
         self.freeze_bn = bool(cfg.get("transfer")) and cfg["transfer"]["freeze_bn_stats"]
@@ -79,8 +80,10 @@ class Trainer:
         view = (1, -1, *([1] * (len(graph.input_shape) - 1)))
         self.mean = torch.tensor(data.mean, device=self.device).view(view)
         self.std = torch.tensor(data.std, device=self.device).view(view)
-        self.augment = build_augmentation(cfg["augmentation"], graph.input_shape)
-        self.loss_fn = build_loss(cfg["loss"], self.device)
+        self.masks = self.task.targets().kind == "mask"
+        self.augment = build_augmentation(cfg["augmentation"], graph.input_shape, masks=self.masks)
+        self.loss_fn = self.task.loss_fn(cfg["loss"], self.device)
+        self.output_weights = output_weights(cfg["loss"], self.outputs)
         self.optimizer = build_optimizer(self.model, cfg["optimizer"])
         workers = data_workers(cfg["workers"], engine.world, data.streamed)
         share_cpus(self.device, workers, engine.world)
@@ -141,10 +144,27 @@ class Trainer:
             save_checkpoint(self.run / "last.pt", state)
 
     # -- one epoch --------------------------------------------------------------------------------
-    def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+    def prepare(self, x: torch.Tensor, y: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(network input, target, input before normalization): augmented (masks with their images) and, for denoising, corrupted."""
         if train and self.augment is not None and len(x):
-            x = self.augment(x)
-        return (x - self.mean) / self.std
+            if self.masks:
+                x, m = self.augment(x, y[:, None].float())
+                y = m[:, 0].round().long()
+            else:
+                x = self.augment(x)
+        target = self.task.target(x, y)
+        if train or self.task.name == "reconstruction":
+            x = self.task.corrupt(x)
+        return (x - self.mean) / self.std, target, x
+
+    def forward_loss(self, module: Any, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The main output and the loss: the weighted sum over the outputs of a multi-output network."""
+        out = module(x)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        if len(outs) == 1:
+            return outs[0], self.loss_fn(outs[0], target)
+        loss = sum(w * self.loss_fn(o, target) for o, w in zip(outs, self.output_weights))  # weight 0 too: DDP wants every head in the graph
+        return outs[0], loss  # type: ignore[return-value]
 
     def share(self, step: int) -> float:
         """The fraction of its accumulation group's samples that batch `step` holds (1 without accumulation).
@@ -182,7 +202,7 @@ class Trainer:
     def train_epoch(self) -> dict[str, float]:
         cfg = self.cfg
         accumulate = cfg["optimizer"]["accumulate"]
-        tally = Tally(cfg["metrics"])
+        tally = self.task.meter(cfg["metrics"])
         tally.merge(self.partial)
         self.set_train_mode()
         start, seen = time.perf_counter(), 0
@@ -193,14 +213,17 @@ class Trainer:
             for step, (x, y, skipped) in enumerate(batches, start=self.step):
                 self.skipped.update(skipped)
                 x, y = self.batch_on_device(x, y)
+                if len(y):
+                    self.task.check_batch(y, "train.data")
+                inp, target, seen_x = self.prepare(x, y, True)
                 with self.engine.autocast():
-                    out = self.module(self.prepare(x, True))
                     if len(y):
-                        target = targets_for(cfg["loss"], y, out)
-                        loss = self.loss_fn(out, target)
+                        out, loss = self.forward_loss(self.module, inp, target)
                         total = self.objective(loss, self.share(step) * self.rank_share(step, len(y)))
                     else:
-                        total = out.sum() * 0.0  # no samples here, but DDP needs this rank's (zero) gradients
+                        out = self.module(inp)
+                        outs = out if isinstance(out, (tuple, list)) else (out,)
+                        total = sum(o.sum() for o in outs) * 0.0  # no samples here, but DDP needs this rank's (zero) gradients
                 if not math.isfinite(value := float(total.detach())):
                     raise TrainingStopped(f"the loss became {value} at epoch {self.epoch + 1}, step {step + 1}; the last good checkpoint is kept")
                 self.scaler.scale(total).backward()
@@ -208,7 +231,7 @@ class Trainer:
                     self.optimizer_step()
                 if len(y):
                     with torch.no_grad():
-                        tally.add(loss.detach(), out.detach().float(), y, target)
+                        tally.add(loss.detach(), out.detach().float(), target, seen_x)
                 self.step, self.global_step = step + 1, self.global_step + 1
                 self.partial = dict(tally.sums)
                 seen += len(y)
@@ -223,7 +246,7 @@ class Trainer:
                 if self.should_stop() and step + 1 < self.steps_per_epoch:
                     return {}
         self.throughput = self.engine.sum({"n": float(seen)})["n"] / max(time.perf_counter() - start, 1e-9)
-        return Tally(cfg["metrics"]).result() | self.reduce(tally)
+        return self.reduce(tally)
 
     def should_stop(self) -> bool:
         """A signal reached any process (all of them stop at the same step)."""
@@ -242,29 +265,42 @@ class Trainer:
         if self.cfg["schedule"]["name"] == "onecycle":
             self.scheduler.step()
 
-    def reduce(self, tally: Tally) -> dict[str, float]:
-        summed = Tally(tally.metrics)
+    def reduce(self, tally: Meter) -> dict[str, float]:
+        return self.reduced(tally).result()
+
+    def reduced(self, tally: Meter) -> Meter:
+        """The meter's sums added over every process."""
+        summed = tally.fresh()
         reduced = self.engine.sum(tally.sums)
         summed.sums = {k: reduced[k] for k in tally.sums}  # the one-process order of the keys
-        return summed.result()
+        return summed
 
     def evaluate(self, split: SplitData) -> dict[str, float]:
         """Loss and metrics over a split; each rank its share, sums reduced with the exact sample counts."""
-        tally = Tally(self.cfg["metrics"])
         if len(split) == 0:
             return {}
+        return self.measure(split).result()
+
+    def measure(self, split: SplitData) -> Meter:
+        """The reduced meter of a pass over a split in eval mode (details such as per-class IoU come from it)."""
+        tally = self.task.meter(self.cfg["metrics"])
+        if len(split) == 0:
+            return tally
         self.module.eval()
-        with torch.inference_mode():
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.cfg["seed"])  # the same corrupted inputs (denoising) in every evaluation, the training RNG untouched
             for x, y, skipped in split.batches(self.reading, epoch=0, seed=self.cfg["seed"], shuffle=False):
                 self.skipped.update(skipped)
                 if not len(y):
                     continue
                 x, y = self.batch_on_device(x, y)
+                self.task.check_batch(y, "train.data")
+                inp, target, seen_x = self.prepare(x, y, False)
                 with self.engine.autocast():
-                    out = self.model(self.prepare(x, False)).float()
-                target = targets_for(self.cfg["loss"], y, out)
-                tally.add(self.loss_fn(out, target), out, y, target)
-        return self.reduce(tally)
+                    out, loss = self.forward_loss(self.model, inp, target)
+                tally.add(loss, out.float(), target, seen_x)
+        return self.reduced(tally)
 
     # -- the run ----------------------------------------------------------------------------------
     def fit(self, log: Any) -> str:
@@ -372,8 +408,10 @@ class Trainer:
             if self.engine.main:
                 self.model.load_state_dict(load_checkpoint(best)["model"])
             self.engine.broadcast_state(self.model)
-        metrics = self.evaluate(self.data.test)
-        return {f"test_{k}": round(v, 6) for k, v in metrics.items()} | {"test_samples": len(self.data.test)}
+        meter = self.measure(self.data.test)
+        metrics = meter.result() if len(self.data.test) else {}
+        details = meter.details(self.task.classes) if len(self.data.test) else {}
+        return {f"test_{k}": round(v, 6) for k, v in metrics.items()} | {"test_samples": len(self.data.test)} | {f"test_{k}": v for k, v in details.items()}
 
 
 def improved(value: float, mode: str, min_delta: float, best: float | None) -> bool:
@@ -382,20 +420,7 @@ def improved(value: float, mode: str, min_delta: float, best: float | None) -> b
     return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
-def check_fit(graph: Graph, cfg: dict[str, Any], classes: int) -> None:
-    """The network's output width must equal the number of classes (located at the last layer)."""
-    if not is_classification(cfg["loss"]) and cfg["loss"]["name"] != "bce_with_logits":
-        return
-    out = graph.output_shape
-    last = graph.node(graph.output)
-    if len(out) != 1 or out[0] != classes:
-        raise SpecError(
-            [
-                Diagnostic(
-                    last.loc,
-                    f"{last.op} '{last.name}': the network outputs {'x'.join(map(str, out))} but the data has {classes} classes; "
-                    f"make the last layer output {classes} (its out option, or the spec parameter behind it: --set NAME={classes}), "
-                    "or start from other weights with train.transfer (replace_head)",
-                )
-            ]
-        )
+def output_weights(loss: dict[str, Any], outputs: int) -> list[float]:
+    """Each output's weight in the loss: given, or 1 for the main output and 0.3 for each auxiliary one (GoogLeNet's)."""
+    given = loss.get("output_weights")
+    return [float(w) for w in given] if given else [1.0] + [0.3] * (outputs - 1)

@@ -27,7 +27,7 @@ def _figure_bytes(fig: Any) -> bytes:
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str, best_epoch: int | None = None) -> None:
     """Train and val curves per metric, side by side; best_epoch (best.pt's) is a dashed line in every panel."""
-    metrics = [m for m in ("loss", "accuracy", "mae", "mse") if any(f"train_{m}" in row for row in history)]
+    metrics = list(dict.fromkeys(k[6:] for row in history for k in row if k.startswith("train_")))
     fig = _figure(figsize=(5 * len(metrics), 3.6))
     axes = fig.subplots(1, len(metrics), squeeze=False)
     epochs = [row["epoch"] for row in history]
@@ -61,3 +61,53 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, titl
             ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7, color="white" if matrix[i][j] > peak / 2 else "black")
     ax.set_title(title)
     write_atomic(path, _figure_bytes(fig))
+
+
+def _shown(x: Any, kind: str) -> Any:
+    """An array as matplotlib draws it: masks in the VOC palette, images H x W (x 3) in [0, 1], C x L signals as rows."""
+    import numpy as np
+
+    from netdsl.train.pictures import palette
+
+    a = np.asarray(x)
+    if kind == "mask":
+        return palette()[np.clip(a, 0, 255).astype(np.uint8)]
+    a = np.clip(a.astype(np.float32), 0, 1)
+    if a.ndim == 2:
+        return a
+    return a.transpose(1, 2, 0) if a.shape[0] == 3 else a[0]
+
+
+def plot_examples(examples: list[tuple[Any, Any, Any]], task: str, path: Path, title: str, classes: list[str]) -> None:
+    """One row per test sample: segmentation image | target mask | predicted mask; reconstruction input | output | target."""
+    import numpy as np
+
+    from netdsl.train.pictures import palette
+
+    heads = ("image", "target", "prediction") if task == "segmentation" else ("input", "output", "target")
+    fig = _figure(figsize=(7.5, 2.4 * len(examples) + 0.6))
+    axes = fig.subplots(len(examples), 3, squeeze=False)
+    for row, (seen, target, predicted) in zip(axes, examples):
+        panels: list[tuple[Any, str | None]]
+        if task == "segmentation":
+            panels = [(_shown(seen, "image"), None), (_shown(target, "mask"), None), (_shown(predicted, "mask"), None)]
+        else:
+            panels = [(_shown(seen, "image"), "gray"), (_shown(predicted, "image"), "gray"), (_shown(target, "image"), "gray")]
+        for ax, (image, cmap) in zip(row, panels):
+            ax.imshow(image, cmap=cmap if np.ndim(image) == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for ax, head in zip(axes[0], heads):
+        ax.set_title(head)
+    if task == "segmentation" and classes:
+        colours = palette(len(classes)) / 255.0
+        handles = [_patch(colours[i], name) for i, name in enumerate(classes)]
+        fig.legend(handles=handles, loc="lower center", ncol=min(6, len(classes)), frameon=False)
+    fig.suptitle(title)
+    write_atomic(path, _figure_bytes(fig))
+
+
+def _patch(colour: Any, label: str) -> Any:
+    from matplotlib.patches import Patch
+
+    return Patch(color=colour, label=label)

@@ -2,7 +2,10 @@
 
 A shard is a tar file; a sample is the run of consecutive members that share a key (the member name up to the
 first dot of its base name, WebDataset's convention): `000042.png` holds the original image bytes, `000042.cls`
-the class index in ASCII. `index.json` beside the shards lists the classes and every shard's sample count, so a
+the class index in ASCII. For segmentation, `000042.mask.png` (or `000042.seg.png`) holds the mask: a palette or
+integer greyscale image of class indices, resized to the input's H x W with nearest neighbour; `.cls` is then not
+needed. When the input is the target, `.cls` is optional too (0 without it). Other targets (values, 0/1 vectors)
+are not read from shards. `index.json` beside the shards lists the classes and every shard's sample count, so a
 run knows the size of an epoch without reading the tars (without it, their headers are scanned once).
 
 An epoch is read in streams: rank r takes every world-th shard, and each of its DataLoader workers every W-th of
@@ -29,9 +32,11 @@ from typing import Any, TypeVar
 
 import torch
 
-from netdsl.train.fitting import CorruptImage, decode_image, image_suffixes
+from netdsl.train.batch_targets import CLASS_TARGETS, BadTarget, check_masks
+from netdsl.train.fitting import CorruptImage, NotAMask, decode_image, decode_mask, fit_mask, image_suffixes
 from netdsl.train.loader import own_generator
 from netdsl.train.splits import Batch, DataError, Reading, SplitData, Splits, fail
+from netdsl.train.targets import Targets
 
 __all__ = ["ShardSplit", "round_robin", "shard_order", "webdataset_splits"]
 
@@ -39,6 +44,7 @@ SPLITS = ("train", "val", "test")
 SHARD_NAME = re.compile(r"^(train|val|test)-\d{6}\.tar$")
 META = re.compile(r"__[^/]*__($|/)")  # members WebDataset's tar reader passes over (its skip_meta default)
 SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):")  # two letters at least: a Windows drive is not a scheme
+MASK_KEYS = ("mask.png", "seg.png")  # a sample's member holding its mask
 CORRUPT_HINT = "set train.data.skip_corrupt: true to leave such samples out (they are then listed in skipped_files.txt)"
 
 T = TypeVar("T")
@@ -212,8 +218,9 @@ class BadSample(Exception):
 class ShardStreams(torch.utils.data.IterableDataset[Any]):
     """The streams of one rank and epoch; DataLoader worker i reads plans[i] (the main process reads plans[0])."""
 
-    def __init__(self, plans: list[StreamPlan], batch: int, shape: tuple[int, ...], num_classes: int, buffer: int) -> None:
+    def __init__(self, plans: list[StreamPlan], batch: int, shape: tuple[int, ...], num_classes: int, buffer: int, targets: Targets = CLASS_TARGETS) -> None:
         self.plans, self.batch, self.shape, self.num_classes, self.buffer = plans, batch, shape, num_classes, buffer
+        self.targets = targets
 
     def __iter__(self) -> Iterator[Batch | StreamFailure]:
         info = torch.utils.data.get_worker_info()
@@ -246,16 +253,33 @@ class ShardStreams(torch.utils.data.IterableDataset[Any]):
         xs, ys, skipped = [], [], []
         for shard, sample in group:
             try:
-                x, y = self.decode_sample(sample)
+                x, y = self.decode_sample(sample, f"{shard}:{sample['__key__']}")
             except BadSample as exc:
                 skipped.append((f"{shard}:{sample['__key__']}", str(exc)))
                 continue
             xs.append(x)
             ys.append(y)
-        x = torch.stack(xs) if xs else torch.zeros((0, *self.shape))
-        return x, torch.tensor(ys, dtype=torch.int64), skipped
+        if not xs:
+            return torch.zeros((0, *self.shape)), torch.zeros((0, *(self.shape[1:] if self.targets.kind == "mask" else ())), dtype=torch.int64), skipped
+        return torch.stack(xs), torch.stack(ys), skipped
 
-    def decode_sample(self, sample: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    def decode_sample(self, sample: dict[str, Any], where: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image fitted to the input and its target: the class index (0 for the input as target without one), or the mask."""
+        unlabelled = self.targets.kind == "mask" or (self.targets.kind == "input" and "cls" not in sample)
+        y = torch.tensor(0 if unlabelled else self.label(sample), dtype=torch.int64)
+        suffixes = image_suffixes()
+        members = [k for k in sample if not k.startswith("__")]
+        images = sorted((k for k in members if "." + k.rsplit(".", 1)[-1] in suffixes and k.lower() not in MASK_KEYS), key=lambda k: ("." in k, k))
+        if not images:
+            raise BadSample(f"no image member (has {', '.join(members)})")
+        if self.targets.kind == "mask":
+            y = self.mask(sample, members, where)
+        try:
+            return decode_image(bytes(sample[images[0]]), self.shape), y
+        except CorruptImage as exc:
+            raise BadSample(str(exc)) from None
+
+    def label(self, sample: dict[str, Any]) -> int:
         if "cls" not in sample:
             raise BadSample("no .cls member (the class index)")
         text = sample["cls"].strip()
@@ -264,14 +288,21 @@ class ShardStreams(torch.utils.data.IterableDataset[Any]):
         label = int(text)
         if label >= self.num_classes:
             raise BadSample(f"class index {label} is not below the number of classes ({self.num_classes})")
-        suffixes = image_suffixes()
-        images = sorted((k for k in sample if not k.startswith("__") and "." + k.rsplit(".", 1)[-1] in suffixes), key=lambda k: ("." in k, k))
-        if not images:
-            raise BadSample(f"no image member (has {', '.join(k for k in sample if not k.startswith('__'))})")
+        return label
+
+    def mask(self, sample: dict[str, Any], members: list[str], where: str) -> torch.Tensor:
+        """The sample's mask at the input's H x W; a mask the task cannot use stops the run (a DataError, not a skip)."""
+        key = next((k for k in members if k.lower() in MASK_KEYS), None)
+        if key is None:
+            raise BadSample(f"no .mask.png or .seg.png member (has {', '.join(members)})")
         try:
-            return decode_image(bytes(sample[images[0]]), self.shape), label
+            mask = decode_mask(bytes(sample[key]))[None]
+            check_masks(mask, self.targets)
         except CorruptImage as exc:
             raise BadSample(str(exc)) from None
+        except (NotAMask, BadTarget) as exc:
+            raise fail(f"{where}.{key}", str(exc)) from None
+        return fit_mask(mask, self.shape[1:])[0]
 
 
 def read_shards(shards: Iterable[tuple[str, int]]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -330,8 +361,9 @@ class ShardSplit(SplitData):
         num_classes: int,
         shuffle_buffer: int = 1000,
         skip_corrupt: bool = False,
+        targets: Targets = CLASS_TARGETS,
     ) -> None:
-        self.shards, self.counts, self.shape = list(shards), list(counts), shape
+        self.shards, self.counts, self.shape, self.targets = list(shards), list(counts), shape, targets
         self.num_classes, self.buffer, self.skip_corrupt = num_classes, shuffle_buffer, skip_corrupt
         self.size = sum(counts)
         self._iterators: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -384,7 +416,7 @@ class ShardSplit(SplitData):
         if not plans:
             return
         workers = len(plans) if reading.workers > 0 else 0
-        streams = ShardStreams(plans, self.local_batch(reading), self.shape, self.num_classes, self.buffer)
+        streams = ShardStreams(plans, self.local_batch(reading), self.shape, self.num_classes, self.buffer, self.targets)
         # a new loader each epoch: its workers must see the epoch's plan (persistent workers would keep the last one)
         loader = torch.utils.data.DataLoader(
             streams,
@@ -413,10 +445,11 @@ class ShardSplit(SplitData):
         self._iterators = weakref.WeakSet()
 
 
-def webdataset_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: Path) -> Splits:
+def webdataset_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: Path, targets: Targets = CLASS_TARGETS) -> Splits:
     """train.data with source webdataset (urls, val_urls, test_urls; relative paths start at `base`) as streamed splits.
 
-    Classes: train.data.classes, else index.json's, else "0", "1", ... up to the highest `cls` in the training shards.
+    Classes: train.data.classes, else index.json's, else "0", "1", ... up to the highest `cls` in the training shards
+    (for masks: the task's class count).
     """
     if len(input_shape) != 3:
         raise fail("train.data", f"webdataset needs an image input (C x H x W); the spec's input is {'x'.join(map(str, input_shape))}")
@@ -427,12 +460,18 @@ def webdataset_splits(cfg: dict[str, Any], input_shape: tuple[int, ...], base: P
         classes, origin = [str(c) for c in cfg["classes"]], "train.data.classes"
     elif train.classes:
         classes, origin = train.classes, "index.json"
+    elif targets.kind == "mask":
+        classes, origin = [str(i) for i in range(targets.classes or 0)], "the task"
     else:
         classes, origin = [str(i) for i in range(train.top_label + 1)], "the cls labels"
-    if not classes:
+    if not classes and targets.kind == "class":
         raise fail("train.data.urls", "the training shards have no integer .cls labels; name the classes in train.data.classes")
-    options = {"num_classes": len(classes), "shuffle_buffer": cfg.get("shuffle_buffer", 1000), "skip_corrupt": cfg.get("skip_corrupt", False)}
-    splits = {split: ShardSplit(shards[split], counted[split].counts, input_shape, **options) for split in SPLITS}
+    options = {
+        "num_classes": len(classes) if classes else 1 << 62,  # the input as target, and no labels known: any cls is kept
+        "shuffle_buffer": cfg.get("shuffle_buffer", 1000),
+        "skip_corrupt": cfg.get("skip_corrupt", False),
+    }
+    splits = {split: ShardSplit(shards[split], counted[split].counts, input_shape, **options, targets=targets) for split in SPLITS}
     described = [f"{len(shards[s])} {s} shards ({splits[s].size:,} samples)" if shards[s] else f"no {s} shards" for s in SPLITS]
     scanned = sum(c.scanned for c in counted.values())
     counts = f"counted by scanning {scanned} shards (netdsl data pack writes an index.json that saves this)" if scanned else "counts from index.json"

@@ -1,9 +1,10 @@
 """What the training loop reads: three splits, each a stream of batches for one rank and one epoch.
 
 A source (netdsl/train/sources.py, netdsl/train/shards.py) turns `train.data` into a `Splits`; the loop knows
-nothing else about data. Every batch is (x, y, skipped): x float32 in [0, 1] at the spec's input shape, y int64
-class indices, skipped the (file, reason) pairs of samples that could not be decoded and were left out
-(only with `skip_corrupt: true`; otherwise such a sample stops the run with a `DataError`).
+nothing else about data. Every batch is (x, y, skipped): x float32 at the spec's input shape (images in [0, 1]),
+y the targets the task asked for (`Targets`, netdsl/train/targets.py: int64 class indices by default, int64
+N x H x W masks, float32 values or 0/1 vectors), skipped the (file, reason) pairs of samples that could not be
+decoded and were left out (only with `skip_corrupt: true`; otherwise such a sample stops the run with a `DataError`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from dataclasses import dataclass, field
 import torch
 
 from netdsl.errors import Diagnostic, Loc, SpecError
+from netdsl.train.targets import TARGET_KINDS, Targets
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]
+
+__all__ = ["TARGET_KINDS", "Batch", "DataError", "Failure", "Reading", "SplitData", "Splits", "Targets", "fail"]
 
 
 class DataError(SpecError):
@@ -25,6 +29,18 @@ class DataError(SpecError):
 
 def fail(where: str, message: str) -> DataError:
     return DataError([Diagnostic(Loc(where, 1, 1), message)])
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A DataError sent as a value from a DataLoader worker (torch re-raises a worker's exception by its message
+    alone, which a DataError cannot be built from); the main process raises it with `error()`."""
+
+    where: str
+    message: str
+
+    def error(self) -> DataError:
+        return fail(self.where, self.message)
 
 
 @dataclass(frozen=True)
