@@ -125,3 +125,34 @@ def test_a_rendezvous_port_in_use_is_one_line(spec, tmp_path):
     assert proc.returncode == 2 and proc.stderr == "--node-rank:1:1: --node-rank must be 0 .. 1 with --nnodes 2, got 2\n"
     proc = netdsl("train", str(spec), "--nnodes", "2")
     assert proc.returncode == 2 and proc.stderr == "--rdzv-endpoint:1:1: --nnodes 2 needs --rdzv-endpoint HOST:PORT (machine 0's address), got ''\n"
+
+
+SEGMENT = """netdsl: 1
+name: seg
+input: 3x16x16
+layers:
+  - conv: {name: c1, out: 8, k: 3, p: 1}
+  - relu
+  - conv: {name: head, out: 4, k: 1}
+train:
+  task: segmentation
+  data: {source: shapes, samples: 64}
+  optimizer: {name: sgd, lr: 0.05}
+  batch_size: 16
+  epochs: 2
+"""
+
+
+def test_segmentation_metrics_are_reduced_over_processes(tmp_path):
+    # mIoU and pixel accuracy come from a confusion matrix summed over every process's pixels: not a mean of per-rank figures
+    spec = tmp_path / "seg.yaml"
+    spec.write_text(SEGMENT)
+    one = train(spec, out=tmp_path / "one", log=lambda *_: None)
+    proc = netdsl("train", str(spec), "--out", str(tmp_path / "two"), "--nproc", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r1, r2 = (json.loads((run / "results.json").read_text()) for run in (one, only_run(tmp_path / "two")))
+    assert r1["test_samples"] == r2["test_samples"] == 13
+    for key in ("test_miou", "test_pixel_accuracy", "test_loss"):
+        assert r2[key] == pytest.approx(r1[key], abs=1e-5), key
+    assert [row["pixels"] for row in r2["test_per_class"]] == [row["pixels"] for row in r1["test_per_class"]]
+    assert sum(row["pixels"] for row in r1["test_per_class"]) == 13 * 16 * 16
