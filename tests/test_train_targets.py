@@ -284,6 +284,17 @@ def test_mask_folder_with_split_folders_and_masks_downsized(tmp_path):
     assert read(data.val)[1][0].tolist() == [[0, 0, 2, 2]] * 4  # never a blend such as 1 at the edge
 
 
+def test_symlink_loops_in_mask_folders_list_each_file_once(tmp_path):
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+        (tmp_path / "d" / sub / "again").symlink_to(".")  # a link back up: two such would make the walk never end
+        (tmp_path / "d" / sub / "more").symlink_to(".")
+    save_image(tmp_path / "d" / "images" / "a.png", 5)
+    save_mask(tmp_path / "d" / "masks" / "a.png", np.zeros((4, 4)))
+    data = opened(tmp_path, {"source": "image_folder", "path": "d"}, (3, 4, 4), MASKS)
+    assert len(data.train) + len(data.val) + len(data.test) == 1
+
+
 def test_unpaired_images_and_masks_are_listed(tmp_path):
     for name in ("a", "b", "c", "d", "e"):
         save_image(tmp_path / "images" / f"{name}.png", 0)

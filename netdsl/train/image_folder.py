@@ -9,7 +9,7 @@ Only file names are listed up front; images are decoded when a batch needs them,
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,19 @@ class FolderListing:
 
     def __len__(self) -> int:
         return len(self.files)
+
+
+def walk_once(root: Path | str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk following links, sorted, hidden folders left out, each folder once: a link back up (a loop) is not walked again."""
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, entries in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield folder, dirs, entries
 
 
 def split_layout(path: Path) -> dict[str, Path] | None:
@@ -67,14 +80,7 @@ def scan_image_folder(path: Path, classes: list[str] | None = None, progress: Ca
         if name not in found:
             continue
         before = len(files)
-        seen: set[tuple[int, int]] = set()  # folders already walked: a link back up must not list them again
-        for folder, dirs, entries in os.walk(path / name, followlinks=True):
-            stat = os.stat(folder)
-            if (stat.st_dev, stat.st_ino) in seen:
-                dirs[:] = []
-                continue
-            seen.add((stat.st_dev, stat.st_ino))
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for folder, _, entries in walk_once(path / name):
             for entry in sorted(entries):
                 if entry.startswith("."):
                     continue
@@ -113,8 +119,7 @@ def scan_flat_folder(path: Path, progress: Callable[[int], None] | None = None) 
     suffixes = image_suffixes()
     files: list[str] = []
     ignored: list[str] = []
-    for folder, dirs, entries in os.walk(path, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    for folder, _, entries in walk_once(path):
         for entry in sorted(e for e in entries if not e.startswith(".")):
             (files if os.path.splitext(entry)[1].lower() in suffixes else ignored).append(os.path.join(folder, entry))
         if progress is not None:

@@ -20,6 +20,7 @@ import torch
 
 from netdsl.train.batch_targets import BadTarget, check_masks
 from netdsl.train.fitting import CorruptImage, NotAMask, decode_image, decode_mask, fit_mask, image_suffixes
+from netdsl.train.image_folder import walk_once
 from netdsl.train.splits import Failure, fail
 from netdsl.train.targets import Targets
 
@@ -43,8 +44,7 @@ def files_by_stem(folder: Path, ignored: list[str]) -> dict[str, str]:
     """{path below `folder` without its suffix: file} of every image at any depth; other files go to `ignored`."""
     suffixes = image_suffixes()
     found: dict[str, str] = {}
-    for parent, dirs, entries in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    for parent, _, entries in walk_once(folder):
         for entry in sorted(e for e in entries if not e.startswith(".")):
             full = os.path.join(parent, entry)
             stem, suffix = os.path.splitext(os.path.relpath(full, folder))
