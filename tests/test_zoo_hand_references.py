@@ -51,7 +51,8 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def same_function(spec: nn.Module, reference: nn.Module, x: torch.Tensor) -> None:
+def same_function(spec: nn.Module, reference: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Fill both modules alike (state_dict order), run them in float64 eval mode, require equal outputs; the spec's output."""
     ours, theirs = spec.state_dict(), reference.state_dict()
     assert [tuple(v.shape) for v in ours.values()] == [tuple(v.shape) for v in theirs.values()]
     g = torch.Generator().manual_seed(3)
@@ -73,6 +74,7 @@ def same_function(spec: nn.Module, reference: nn.Module, x: torch.Tensor) -> Non
         got, want = spec(x), reference(x)
     assert got.shape == want.shape
     assert torch.allclose(got, want, rtol=1e-9, atol=1e-9), float((got - want).abs().max())
+    return got
 
 
 def test_unet_equals_the_hand_written_unet():
