@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench schema clean
+.PHONY: demo test lint typecheck bench schema zoo-full clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_onnx.py
 	$(BIN)/python bench/bench_data.py
 	$(BIN)/python bench/bench_tasks.py
+
+zoo-full: $(STAMP)
+	NETDSL_FULL_ZOO=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/test_torch_backend.py tests/test_onnx_zoo.py
 
 schema: $(STAMP)
 	$(BIN)/python -c "import json; from netdsl.spec.schema import build_schema; open('netdsl/schema.json', 'w').write(json.dumps(build_schema(), indent=1) + '\n')"

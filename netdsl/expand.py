@@ -16,7 +16,7 @@ from netdsl.summary import shape_text
 
 def _scalar(value: Any) -> str:
     if isinstance(value, tuple):
-        value = value[0] if len(set(value)) == 1 else list(value)
+        value = value[0] if len(value) == 1 else list(value)  # (113, 113) stays a pair: it reloads as the same layer
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -26,6 +26,10 @@ def _scalar(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_scalar(v)}" for k, v in value.items()) + "}"
     return repr(value)
+
+
+def _unquoted(text: str) -> str:
+    return str(json.loads(text)) if text.startswith('"') else text
 
 
 def layer_line(node: Node, previous: str) -> str:
@@ -43,8 +47,9 @@ def layer_line(node: Node, previous: str) -> str:
         if value is not None:
             opts.append(f"{spec.name}: {ref(named[spec.name]) if spec.name in named else _scalar(value)}")
     data = node.data_inputs
-    if data != (previous,):
-        refs = [ref(r) for r in data]
+    ports = [node.port(k) for k in range(len(data))]
+    if data != (previous,) or any(ports):
+        refs = [ref(r) if p == 0 else _scalar(f"{_unquoted(ref(r))}.{p}") for r, p in zip(data, ports)]  # `from: s.1`: output 1 of s
         opts.append(f"from: {refs[0]}" if len(refs) == 1 else f"from: [{', '.join(refs)}]")
     if node.frozen:
         opts.append("frozen: true")

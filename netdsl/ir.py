@@ -53,7 +53,7 @@ class Node:
 
     def params(self) -> list[Tensor]:
         """(path, shape) of each parameter, as the compiled module's named_parameters() lists them."""
-        return [(f"{self.name}.{p}", s) for p, s in self.layer.params(self.input_shapes)]
+        return [(f"{self.name}.{p}" if p else self.name, s) for p, s in self.layer.params(self.input_shapes)]  # "": the layer is the tensor
 
     def buffers(self) -> list[Tensor]:
         return [(f"{self.name}.{p}", s) for p, s in self.layer.buffers(self.input_shapes)]
@@ -124,9 +124,32 @@ class Graph:
         return self.input_shape if ref == INPUT else self.node(ref).shape
 
     def state_dict_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every parameter and buffer path with its shape: what the compiled model's state_dict() holds."""
-        out: dict[str, tuple[int, ...]] = {}
+        """Every parameter and buffer path with its shape, in the order of the compiled model's state_dict(): as torch
+        does, a module's own parameters, then its own buffers, then each submodule's in the order they were added (a
+        held tensor, e.g. ViT's class_token, is a parameter of the module above it)."""
+        params: dict[str, dict[str, tuple[int, ...]]] = {"": {}}
+        buffers: dict[str, dict[str, tuple[int, ...]]] = {"": {}}
+        children: dict[str, list[str]] = {"": []}
+
+        def module(path: str) -> str:
+            if path not in params:
+                parent = module(path.rpartition(".")[0]) if "." in path else ""
+                params[path], buffers[path], children[path] = {}, {}, []
+                children[parent].append(path)
+            return path
+
         for n in self.nodes:
-            out.update(n.params())
-            out.update(n.buffers())
+            if not n.layer.holds_tensor:
+                module(n.name)
+            for key, shape in n.params():
+                params[module(key.rpartition(".")[0])][key] = shape
+            for key, shape in n.buffers():
+                buffers[module(key.rpartition(".")[0])][key] = shape
+        out: dict[str, tuple[int, ...]] = {}
+        stack = [""]
+        while stack:
+            path = stack.pop()
+            out.update(params[path])
+            out.update(buffers[path])
+            stack.extend(reversed(children[path]))
         return out

@@ -93,7 +93,7 @@ class NetWriter:
 
     # -- blocks ----------------------------------------------------------------------------------------------------
     def block(self, name: str, definition: YMap, loc: Loc) -> list[Line]:
-        unknown = [k for k in definition if k not in ("doc", "params", "layers")]
+        unknown = [k for k in definition if k not in ("doc", "params", "inputs", "layers")]
         doc, params, layers = definition.get("doc"), definition.get("params"), definition.get("layers")
         if unknown or not _WORD.fullmatch(name) or (doc is not None and not isinstance(doc, str)) or not isinstance(layers, YList):
             raise self.refuse(loc, f"block '{name}' must have a word for a name, a string doc, params and a layers list")
@@ -101,13 +101,33 @@ class NetWriter:
         if "params" in definition:
             if not isinstance(params, YMap) or not all(isinstance(k, str) and _WORD.fullmatch(k) for k in params):
                 raise self.refuse(loc, f"block '{name}': params must map names to defaults")
-            head += "(" + ", ".join(k if v is None else f"{k}={self.value(v)}" for k, v in params.items()) + ")"
+            head += "(" + ", ".join(self.param(k, v) for k, v in params.items()) + ")"
+        if "inputs" in definition:
+            inputs = definition["inputs"]
+            if not isinstance(inputs, list) or not inputs or not all(isinstance(n, str) for n in inputs):
+                raise self.refuse(loc, f"block '{name}': inputs must be a list of names")
+            head += " from " + ", ".join(n if _WORD.fullmatch(n) else json.dumps(n) for n in inputs)
         covers = (definition.key_locs["params"].line,) if "params" in definition else ()
         lines = [Line(0, head + " {", loc, covers=covers)]
         if "doc" in definition:
             lines.append(Line(2, json.dumps(doc, ensure_ascii=False), definition.key_locs["doc"]))
         lines += self.items(layers, 2)
         return [*lines, Line(0, "}", closer=True)]
+
+    def param(self, name: str, value: Any) -> str:
+        """`out`, `k=3`, or a declaration `act: [relu, relu6] "doc" = relu`."""
+        if not isinstance(value, YMap):
+            return name if value is None else f"{name}={self.value(value)}"
+        if set(value) - {"default", "choices", "doc"} or not isinstance(value.get("doc", ""), str):
+            raise self.refuse(value.loc, f"parameter '{name}': a declaration has default, choices and doc only")
+        text = name
+        if "choices" in value:
+            text += f": {self.value(value['choices'])}"
+        if "doc" in value:
+            text += " " + json.dumps(value["doc"], ensure_ascii=False)
+        if value.get("default") is not None:
+            text += f" = {self.value(value['default'])}"
+        return text
 
     # -- layer lists -----------------------------------------------------------------------------------------------
     def items(self, items: YList, indent: int) -> list[Line]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,31 @@ from netdsl.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 DATA = Path(__file__).resolve().parent / "data"
+
+
+FULL_ZOO = os.environ.get("NETDSL_FULL_ZOO") == "1"
+# A family's members share their family spec's blocks and differ in width, depth and input size: the tests that build
+# and export every zoo spec in PyTorch (tests/test_torch_backend.py, tests/test_onnx_zoo.py) take one representative each,
+# or all of them with NETDSL_FULL_ZOO=1 (`make zoo-full`). Counts, layouts and outputs are checked for every member.
+REPRESENTATIVES = {
+    "convnext_": "convnext_tiny",
+    "efficientnet_b": "efficientnet_b0",
+    "efficientnet_v2_": "efficientnet_v2_s",
+    "mnasnet": "mnasnet1_0",
+    "regnet_x_": "regnet_x_400mf",
+    "regnet_y_": "regnet_y_400mf",
+    "shufflenet_v2_": "shufflenet_v2_x1_0",
+    "swin_": "swin_t",
+    "vit_": "vit_b_16",
+}
+
+
+def torch_zoo() -> list[str]:
+    """The zoo specs the PyTorch-side zoo tests build: every spec, less family members beside their representative."""
+    names = sorted(p.stem for p in SPECS.glob("*.yaml"))
+    if FULL_ZOO:
+        return names
+    return [n for n in names if not any(n.startswith(prefix) and n != rep for prefix, rep in REPRESENTATIVES.items())]
 
 
 def reference_models() -> dict[str, dict]:

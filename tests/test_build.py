@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import netdsl
@@ -188,8 +190,10 @@ def test_expression_errors_are_located():
 def test_block_libraries_import_and_unknown_library():
     g = load("  - basic: {c: 3}\n", extra="import: [resnet]\n")
     assert {"0.conv1.weight", "0.bn2.running_var"} <= set(g.state_dict_shapes())
+    built_in = ", ".join(sorted(p.stem for p in (Path(netdsl.__file__).parent / "blocks").glob("*.yaml")))
+    assert {"common", "densenet", "inception", "mobilenet", "resnet"} <= set(built_in.split(", "))
     assert messages("  - relu\n", extra="import: [resnt]\n") == [
-        "t.yaml:4:10: unknown block library 'resnt'; did you mean 'resnet'? (built-in: common, densenet, inception, mobilenet, resnet; or a .yaml or .net path)"
+        f"t.yaml:4:10: unknown block library 'resnt'; did you mean 'resnet'? (built-in: {built_in}; or a .yaml or .net path)"
     ]
 
 

@@ -54,7 +54,7 @@ def test_unknown_top_level_key(cli, spec_file):
         ("conv: {out: 8, k: [3, 0]}", 27, "conv: 'k' must be an integer >= 1; got 0"),
         ("conv: {out: 1000000000}", 17, "conv: 'out' must be an integer >= 1; got 1000000000"),
         ("dropout: 1.5", 14, "dropout: 'p' must be a number >= 0 and <= 1; got 1.5"),
-        ("upsample: {mode: bilinaer}", 22, "upsample: 'mode' must be one of 'nearest', 'bilinear'; got 'bilinaer'; did you mean 'bilinear'?"),
+        ("upsample: {mode: bilinaer}", 22, "upsample '0': 'mode' must be one of 'nearest', 'bilinear'; got 'bilinaer'; did you mean 'bilinear'?"),
     ],
 )
 def test_wrong_types_and_sizes_say_what_is_allowed(cli, spec_file, layer, col, message):
@@ -179,13 +179,11 @@ def test_usage_errors_exit_2(cli):
 
 
 def test_real_process_exit_status_and_no_traceback(spec_file):
-    path = spec_file(HEAD + "  - conv: {out: 8, k: 9}\n  - linear: 10\n  - conv: 4\n")
+    path = spec_file(HEAD + "  - conv: {out: 8, k: 9}\n  - groupnorm: 3\n  - conv: 4\n")
     proc = subprocess.run([sys.executable, "-m", "netdsl", "summarize", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr.splitlines() == [
-        f"{path}:6:5: linear '1': linear needs features (or L x features), got 8x24x24; add a flatten or global_avgpool before it"
-    ]
+    assert proc.stderr.splitlines() == [f"{path}:6:5: groupnorm '1': groups 3 must divide the 8 channels (input 8x24x24)"]
 
 
 def test_caret_under_the_column():

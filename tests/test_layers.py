@@ -88,11 +88,12 @@ def test_layernorm_params_follow_dims():
     assert one_layer("layernorm: {dims: 3}", "4x5x6").param_count() == 2 * 4 * 5 * 6
 
 
-def test_linear_counts_and_refuses_images():
+def test_linear_counts_and_applies_to_the_last_dim():
     node = one_layer("linear: 10", "400")
     assert node.param_count() == 400 * 10 + 10 and node.macs() == 4000
-    with pytest.raises(SpecError, match="add a flatten or global_avgpool before it"):
-        one_layer("linear: 10")
+    node = one_layer("linear: 10")  # as torch's nn.Linear: every other dim kept, each position mapped alike
+    assert node.shape == (3, 32, 10)
+    assert node.param_count() == 32 * 10 + 10 and node.macs() == 3 * 32 * 32 * 10
 
 
 def test_pool_rules():
@@ -125,4 +126,7 @@ def test_every_example_builds_and_counts_consistently(name):
         node = netdsl.load_text(f"netdsl: 1\nname: t\ninput: {shape}\nlayers:\n  - {before}{name}: {{{args}}}\n").nodes[-1] if args else one_layer(name, shape)
         assert all(d >= 1 for d in node.shape)
         assert node.param_count() == sum(math.prod(s) for _, s in node.params())
-        assert all(path.startswith(f"{node.name}.") for path, _ in node.params() + node.buffers())
+        if cls.holds_tensor:  # ViT's class_token: the layer is its one tensor, at the layer's own path
+            assert [path for path, _ in node.params()] == [node.name] and not node.buffers()
+        else:
+            assert all(path.startswith(f"{node.name}.") for path, _ in node.params() + node.buffers())

@@ -10,9 +10,9 @@ import torch
 import netdsl
 from netdsl.backends.pytorch import WeightsError, build_module, cross_check, load_weights, node_outputs
 from netdsl.input_sizes import input_rule
-from tests.conftest import ROOT, SPECS, reference_state_dict
+from tests.conftest import ROOT, SPECS, reference_state_dict, torch_zoo
 
-ZOO = sorted(p.stem for p in SPECS.glob("*.yaml"))
+ZOO = torch_zoo()
 torch.set_num_threads(2)
 
 

@@ -28,7 +28,8 @@ def build(name: str, example: dict) -> netdsl.Node:
 
 @pytest.mark.parametrize(("name", "index"), CASES, ids=[f"{n}-{i}" for n, i in CASES])
 def test_shape_rule_and_parameters_match_the_module(name, index):
-    if LAYERS[name].example_before:  # it reads earlier layers' outputs (max_unpool: a pool's indices): check the whole graph
+    if LAYERS[name].example_before or LAYERS[name].holds_tensor:  # it reads earlier layers' outputs (max_unpool: a pool's
+        # indices), or it is a tensor held at its own path (class_token): check the whole compiled graph
         graph = example_graph(name, LAYERS[name].examples[index])
         assert cross_check(build_module(graph, seed=0), graph, batch=3) == []
         return

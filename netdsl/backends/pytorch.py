@@ -18,22 +18,32 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from netdsl.backends import tensor_functions
 from netdsl.backends.init import initialize
-from netdsl.ir import INPUT, Graph
+from netdsl.ir import INPUT, Graph, Node
 
 
 class WeightsError(Exception):
     """A state dict does not fit the network: lists the missing, unexpected and mis-shaped paths."""
 
 
-def _place(root: nn.Module, path: str, module: nn.Module) -> None:
+def _place(root: nn.Module, path: str, module: nn.Module | nn.Parameter) -> None:
+    """Put a node's module (or the tensor a held-tensor layer is) at its dotted path, creating the modules above it."""
     *parents, leaf = path.split(".")
     parent = root
     for name in parents:
-        if not hasattr(parent, name):
+        if name not in parent._modules:
             parent.add_module(name, nn.Module())
         parent = getattr(parent, name)
-    parent.add_module(leaf, module)
+    if isinstance(module, nn.Parameter):
+        parent.register_parameter(leaf, module)
+    else:
+        parent.add_module(leaf, module)
+
+
+def _held_function(node: Node) -> Any:
+    """The function a held-tensor layer (ViT's class_token) computes from its input and its tensor."""
+    return getattr(tensor_functions, node.layer.function)  # type: ignore[attr-defined]
 
 
 def _class_name(name: str) -> str:
@@ -58,13 +68,16 @@ def build_module(graph: Graph, *, seed: int | None = None, device: str | torch.d
             for node in graph.nodes:
                 _place(root, node.name, node.layer.to_torch(node.input_shapes))
         fx_graph = fx.Graph()
-        values = {INPUT: fx_graph.placeholder(INPUT)}
+        values: dict[str | tuple[str, int], fx.Node] = {INPUT: fx_graph.placeholder(INPUT)}
         for node in graph.nodes:
-            args = tuple(values[i] if node.port(k) == 0 else values[f"{i}:{node.port(k)}"] for k, i in enumerate(node.inputs))
-            call = fx_graph.call_module(node.name, args)
+            args = tuple(values[i] if node.port(k) == 0 else values[(i, node.port(k))] for k, i in enumerate(node.inputs))
+            if node.layer.holds_tensor:
+                call = fx_graph.call_function(_held_function(node), (*args, fx_graph.get_attr(node.name)))
+            else:
+                call = fx_graph.call_module(node.name, args)
             if node.port_count() > 1:  # a module that returns a tuple: ordinary consumers read its first item
                 for port in range(1, node.port_count()):
-                    values[f"{node.name}:{port}"] = fx_graph.call_function(operator.getitem, (call, port))
+                    values[(node.name, port)] = fx_graph.call_function(operator.getitem, (call, port))
                 call = fx_graph.call_function(operator.getitem, (call, 0))
             values[node.name] = call
         if all_outputs and len(graph.outputs) > 1:
@@ -78,7 +91,8 @@ def build_module(graph: Graph, *, seed: int | None = None, device: str | torch.d
             initialize(model, graph)
     for node in graph.nodes:
         if node.frozen:
-            for p in model.get_submodule(node.name).parameters():
+            held = [model.get_parameter(node.name)] if node.layer.holds_tensor else []
+            for p in held or model.get_submodule(node.name).parameters():
                 p.requires_grad_(False)
     return model
 
@@ -112,15 +126,19 @@ def compile(
 
 def node_outputs(model: nn.Module, graph: Graph, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Run every IR node (side heads too) on x; each node's output by name, for shape checks."""
-    values: dict[str, torch.Tensor] = {INPUT: x}
+    values: dict[str | tuple[str, int], torch.Tensor] = {INPUT: x}
     for node in graph.nodes:
-        out = model.get_submodule(node.name)(*(values[i if node.port(k) == 0 else f"{i}:{node.port(k)}"] for k, i in enumerate(node.inputs)))
+        args = tuple(values[i if node.port(k) == 0 else (i, node.port(k))] for k, i in enumerate(node.inputs))
+        if node.layer.holds_tensor:
+            out = _held_function(node)(*args, model.get_parameter(node.name))
+        else:
+            out = model.get_submodule(node.name)(*args)
         if node.port_count() > 1:
             for port in range(1, node.port_count()):
-                values[f"{node.name}:{port}"] = out[port]
+                values[(node.name, port)] = out[port]
             out = out[0]
         values[node.name] = out
-    return values
+    return {k: v for k, v in values.items() if isinstance(k, str)}
 
 
 def cross_check(model: nn.Module, graph: Graph, batch: int = 2) -> list[str]:

@@ -41,6 +41,7 @@ for _name, _torch, _doc, *_aliases in (
     ("silu", "SiLU", "x * sigmoid(x) (swish)", "swish"),
     ("hardswish", "Hardswish", "x * relu6(x + 3) / 6 (MobileNetV3)"),
     ("hardsigmoid", "Hardsigmoid", "relu6(x + 3) / 6"),
+    ("mish", "Mish", "x * tanh(softplus(x)) (Misra 2019; YOLOv4)"),
     ("identity", "Identity", "passes its input through unchanged"),
 ):
     _simple(_name, _torch, _doc, *_aliases)

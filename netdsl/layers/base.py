@@ -20,6 +20,7 @@ Tensor = tuple[str, tuple[int, ...]]
 """A parameter or buffer: its path relative to the layer, and its shape."""
 
 MAX_SIZE = 1 << 24  # sizes above this are certainly a typo
+MAX_RANK = 8  # per-sample dims a layout option (permute, reshape, ...) can name
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,35 @@ def float_kind(lo: float, hi: float, lo_open: bool = False) -> ArgKind:
     return ArgKind("number", _num({"type": "number", **bound, "maximum": hi}), _float_check(lo, hi, lo_open))
 
 
+def dim_kind() -> ArgKind:
+    """A per-sample dim, counted from 0 (the batch left out), or from the end when negative."""
+    return int_kind(-MAX_RANK, MAX_RANK - 1)
+
+
+def int_list_kind(lo: int, hi: int, min_items: int, minus_one: bool = False) -> ArgKind:
+    """A list of integers in [lo, hi] (and -1 if `minus_one`), at least `min_items` of them; checked into a tuple."""
+    item: dict[str, Any] = {"type": "integer", "minimum": lo, "maximum": hi}
+    if minus_one:
+        item = {"anyOf": [{"const": -1}, item]}
+    schema = {"anyOf": [{"type": "array", "items": {"anyOf": [item, _INT_OR_EXPR]}, "minItems": min_items, "maxItems": MAX_RANK}, _INT_OR_EXPR]}
+    allowed = f"a list of {min_items} to {MAX_RANK} integers from {lo} to {hi}" + (" or -1" if minus_one else "")
+
+    def check(v: Any) -> tuple[int, ...]:
+        if not isinstance(v, (list, tuple)) or not min_items <= len(v) <= MAX_RANK:
+            raise ValueError(allowed)
+        out = []
+        for x in v:
+            if isinstance(x, float) and x.is_integer():
+                x = int(x)
+            if isinstance(x, bool) or not isinstance(x, int) or not (lo <= x <= hi or (minus_one and x == -1)):
+                raise ValueError(allowed)
+            out.append(x)
+        return tuple(out)
+
+    return ArgKind("list", schema, check)
+
+
+DIM = dim_kind()
 BOOL = ArgKind("bool", {"anyOf": [{"type": "boolean"}, _INT_OR_EXPR]}, _bool_check)
 PADDING = ArgKind(
     "padding",
@@ -139,7 +169,8 @@ def enum_kind(*choices: str) -> ArgKind:
             raise ValueError("one of " + ", ".join(repr(c) for c in choices))
         return str(v)
 
-    return ArgKind("enum", {"enum": list(choices)}, check, words=None)
+    name_in_scope = {"type": "string", "pattern": "^(=.*|[A-Za-z_][A-Za-z0-9_]*)$", "description": "a parameter or variable in scope, or =expression"}
+    return ArgKind("enum", {"anyOf": [{"enum": list(choices)}, name_in_scope]}, check, words=None)
 
 
 def _ref_check(v: Any) -> str:
@@ -207,6 +238,7 @@ class Layer:
     primary: ClassVar[str | None] = None  # the argument a bare value sets: `- linear: 10`
     arity: ClassVar[int] = 1  # number of inputs; 0 means "two or more"
     has_weights: ClassVar[bool] = False  # accepts `init`
+    holds_tensor: ClassVar[bool] = False  # its one parameter sits at its own path (ViT's class_token): netdsl/layers/tensors.py
     examples: ClassVar[tuple[dict[str, Any], ...]] = ()
     example_input: ClassVar[Shape] = (4, 16, 16)
     example_before: ClassVar[tuple[str, ...]] = ()  # YAML layer items the examples need before them (a layer they name)
@@ -219,6 +251,10 @@ class Layer:
     def refs(self) -> list[Ref]:
         """Each reference argument given, in declaration order: the node's extra inputs, after its data input(s)."""
         return [Ref(s.name, getattr(self, s.name), s.kind.port or 0, s.kind.source) for s in self.ref_args() if getattr(self, s.name) is not None]
+
+    def resolved(self) -> Layer:
+        """The layer the IR holds for this one (`activation: {fn: relu}` becomes relu); itself for most types."""
+        return self
 
     def check_args(self) -> None:
         """Raise ValueError("what is wrong") for arguments that contradict each other (the builder locates it)."""

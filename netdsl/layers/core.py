@@ -1,4 +1,4 @@
-"""Dense and structural layers: linear, dropout, flatten."""
+"""Dense and structural layers: linear, dropout, stochastic depth, flatten."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import BOOL, Layer, Shape, Tensor, arg, expect_rank, float_kind, fmt_shape, int_kind
+from netdsl.layers.base import BOOL, Layer, Shape, Tensor, arg, enum_kind, expect_rank, float_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
+from netdsl.layers.shape import DIM, axis
 
 if TYPE_CHECKING:
     from torch import nn
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 @register("linear", "fc", "dense")
 @dataclass(frozen=True)
 class Linear(Layer):
-    """Fully connected layer on the last dim: y = x W^T + b."""
+    """Fully connected layer on the last dim: y = x W^T + b (as torch, every other dim kept; a C x H x W map usually wants a flatten or global_avgpool first)."""
 
     out: int = arg(int_kind(), doc="output features", alias=("out_features",))
     bias: bool = arg(BOOL, True, doc="learn an additive bias")
@@ -28,8 +29,6 @@ class Linear(Layer):
     example_input: ClassVar[Shape] = (12,)
 
     def output_shape(self, x: Shape) -> Shape:
-        if len(x) > 2:  # torch would apply it to the last dim only; in a CNN that is a forgotten flatten
-            raise ShapeError(f"linear needs features (or L x features), got {fmt_shape(x)}; add a flatten or global_avgpool before it")
         return (*x[:-1], self.out)
 
     def params(self, inputs: tuple[Shape, ...]) -> list[Tensor]:
@@ -37,7 +36,7 @@ class Linear(Layer):
         return [*out, ("bias", (self.out,))] if self.bias else out
 
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
-        return math.prod(inputs[0]) * self.out
+        return math.prod(inputs[0]) * self.out  # prod(x[:-1]) positions, each in x out
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
@@ -75,17 +74,46 @@ class Dropout2d(Dropout):
         return super().output_shape(x)
 
 
+@register("stochastic_depth")
+@dataclass(frozen=True)
+class StochasticDepth(Layer):
+    """While training, drop a residual branch with probability p, per sample (row) or for the whole batch (torchvision.ops.StochasticDepth)."""
+
+    p: float = arg(float_kind(0, 1), doc="drop probability; survivors are scaled by 1/(1-p)")
+    mode: str = arg(enum_kind("row", "batch"), "row", doc="row: each sample's branch on its own; batch: the whole batch's at once")
+
+    primary: ClassVar[str | None] = "p"
+    examples = ({"p": 0.2}, {"p": 0.1, "mode": "batch"})
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from netdsl.backends.torch_modules import StochasticDepth as Module
+
+        return Module(self.p, self.mode)
+
+
 @register("flatten")
 @dataclass(frozen=True)
 class Flatten(Layer):
-    """Flatten each sample to one feature vector."""
+    """Flatten per-sample dims start..end (from 0, batch excluded; default all) into one: torch's nn.Flatten(start + 1, end + 1)."""
 
-    examples = ({},)
+    start: int = arg(DIM, 0, doc="first per-sample dim to flatten (negative: from the end)")
+    end: int = arg(DIM, -1, doc="last per-sample dim to flatten, included (negative: from the end)")
+
+    examples = ({}, {"start": 1}, {"start": 0, "end": 1}, {"start": -2, "end": -1})
+
+    def span(self, x: Shape) -> tuple[int, int]:
+        """start and end as non-negative dims of x, or ShapeError."""
+        start, end = axis(self.start, x, "flatten start"), axis(self.end, x, "flatten end")
+        if start > end:
+            raise ShapeError(f"flatten start {self.start} comes after end {self.end} (the input is {fmt_shape(x)})")
+        return start, end
 
     def output_shape(self, x: Shape) -> Shape:
-        return (math.prod(x),)
+        start, end = self.span(x)
+        return (*x[:start], math.prod(x[start : end + 1]), *x[end + 1 :])
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
 
-        return nn.Flatten(1)
+        start, end = self.span(inputs[0])
+        return nn.Flatten(start + 1, end + 1)

@@ -1,4 +1,4 @@
-"""Cropping and padding to the size of another layer: the skip connections of U-Net at odd sizes."""
+"""Cropping and padding: to the size of another layer (the skip connections of U-Net at odd sizes), or by given amounts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import Layer, Shape, arg, expect_rank, fmt_shape, ref_kind
+from netdsl.layers.base import MAX_SIZE, Layer, Shape, arg, expect_rank, fmt_shape, int_list_kind, ref_kind, spatial, tuple_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -61,3 +61,55 @@ class Pad(_ToSize):
         from netdsl.backends.torch_modules import PadTo
 
         return PadTo()
+
+
+@register("zero_pad")
+@dataclass(frozen=True)
+class ZeroPad(Layer):
+    """Zero padding of H x W (or L) by given amounts (Keras' ZeroPadding2D), or as TensorFlow's 'same' for a following window.
+
+    `sizes` gives (before, after) per spatial dim, H first: [top, bottom, left, right] (or one number for every side); a
+    negative amount crops, so [-1, 1, -1, 1] shifts the map one cell up and left (Keras' ZeroPadding2D then Cropping2D);
+    `same: k` (with `stride`) pads as TensorFlow's 'same' before a k x k 'valid' window: total max((ceil(N/S) - 1) S + k - N, 0),
+    the odd cell after -- Keras' correct_pad for stride 2.
+    """
+
+    sizes: Any = arg(
+        int_list_kind(-MAX_SIZE, MAX_SIZE, 1),
+        None,
+        doc="cells per side: [top, bottom, left, right] (H, then W), [left, right] for C x L, or [n] for all; a negative number crops",
+    )
+    same: Any = arg(tuple_kind(1), None, doc="instead of sizes: the window a following 'valid' conv or pool has, padded for as TensorFlow's 'same'")
+    stride: Any = arg(tuple_kind(1), 1, doc="that window's stride (with same)", alias=("s",))
+
+    examples = ({"sizes": [1]}, {"sizes": [0, 1, 2, 3]}, {"sizes": [-1, 1, -1, 1]}, {"same": 3, "stride": 2})
+
+    def check_args(self) -> None:
+        if (self.sizes is None) == (self.same is None):
+            raise ValueError("give either sizes or same")
+
+    def pads(self, x: Shape) -> tuple[tuple[int, int], ...]:
+        """(before, after) per spatial dim."""
+        n = len(x) - 1
+        if self.same is not None:
+            k, s = spatial(self.same, n, "same"), spatial(self.stride, n, "stride")
+            totals = [max((-(-size // si) - 1) * si + ki - size, 0) for size, ki, si in zip(x[1:], k, s)]
+            return tuple((t // 2, t - t // 2) for t in totals)
+        if len(self.sizes) == 1:
+            return ((self.sizes[0], self.sizes[0]),) * n
+        if len(self.sizes) != 2 * n:
+            raise ShapeError(f"sizes has {len(self.sizes)} values; the input {fmt_shape(x)} needs {2 * n} (before and after each spatial dim) or 1")
+        return tuple((self.sizes[2 * i], self.sizes[2 * i + 1]) for i in range(n))
+
+    def output_shape(self, x: Shape) -> Shape:
+        expect_rank(x, (2, 3), self.type_name)
+        out = (x[0], *(size + a + b for size, (a, b) in zip(x[1:], self.pads(x))))
+        if min(out) < 1:
+            raise ShapeError(f"cropping {fmt_shape(x)} by {list(self.sizes)} leaves nothing ({fmt_shape(out)})")
+        return out
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from torch import nn
+
+        pads: Any = tuple(p for pair in reversed(self.pads(inputs[0])) for p in pair)  # torch wants the last dim first
+        return nn.ZeroPad2d(pads) if len(inputs[0]) == 3 else nn.ConstantPad1d(pads, 0.0)

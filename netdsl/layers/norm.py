@@ -1,4 +1,4 @@
-"""Normalization: batch, group, layer and local response norm."""
+"""Normalization: batch, group, layer (trailing dims or channels) and local response norm."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ class GroupNorm(Layer):
 class LayerNorm(Layer):
     """Layer normalization over the last `dims` dims of each sample."""
 
-    dims: int = arg(int_kind(1, 3), 1, doc="how many trailing dims to normalize over")
+    dims: int = arg(int_kind(1), 1, doc="how many trailing dims to normalize over")
     eps: float = arg(float_kind(0, 1, lo_open=True), 1e-5, doc="added to the variance")
     affine: bool = arg(BOOL, True, doc="learn an elementwise scale and shift")
 
@@ -99,6 +99,31 @@ class LayerNorm(Layer):
         from torch import nn
 
         return nn.LayerNorm(inputs[0][-self.dims :], self.eps, self.affine)
+
+
+@register("layernorm2d")
+@dataclass(frozen=True)
+class LayerNorm2d(Layer):
+    """Layer normalization over the channels of C x H x W at each position (torchvision's ConvNeXt LayerNorm2d)."""
+
+    eps: float = arg(float_kind(0, 1, lo_open=True), 1e-5, doc="added to the variance (ConvNeXt: 1e-6)")
+    affine: bool = arg(BOOL, True, doc="learn a per-channel scale and shift")
+
+    has_weights: ClassVar[bool] = True
+    examples = ({}, {"eps": 1e-6}, {"affine": False})
+
+    def output_shape(self, x: Shape) -> Shape:
+        expect_rank(x, (3,), self.type_name)
+        return x
+
+    def params(self, inputs: tuple[Shape, ...]) -> list[Tensor]:
+        c = inputs[0][0]
+        return [("weight", (c,)), ("bias", (c,))] if self.affine else []
+
+    def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
+        from netdsl.backends.torch_modules import LayerNorm2d as Module
+
+        return Module(inputs[0][0], self.eps, self.affine)
 
 
 @register("lrn", "local_response_norm")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import BOOL, Layer, Shape, arg, enum_kind, expect_rank, fmt_shape, int_kind, ref_kind, spatial, tuple_kind, window_out
+from netdsl.layers.base import BOOL, PADDING, Layer, Shape, arg, enum_kind, expect_rank, fmt_shape, int_kind, ref_kind, spatial, tuple_kind, window_out
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -17,19 +17,42 @@ if TYPE_CHECKING:
 class _Pool(Layer):
     kernel: tuple[int, ...] = arg(tuple_kind(), doc="window size", alias=("k",))
     stride: Any = arg(tuple_kind(), None, doc="stride (default: the kernel size)", alias=("s",))
-    padding: tuple[int, ...] = arg(tuple_kind(0), 0, doc="implicit padding per side, at most half the kernel", alias=("p",))
+    padding: Any = arg(
+        PADDING,
+        0,
+        doc="implicit padding per side (at most half the kernel), 'valid' (0), or 'same' as Keras/TensorFlow: ceil(N / S) outputs, the odd padding cell at the end",
+        alias=("p",),
+    )
     ceil_mode: bool = arg(BOOL, False, doc="round the output size up instead of down")
 
     primary: ClassVar[str | None] = "kernel"
     dims: ClassVar[int] = 2
-    examples: ClassVar[tuple[dict[str, Any], ...]] = ({"kernel": 2}, {"kernel": 3, "stride": 2, "padding": 1}, {"kernel": 3, "stride": 2, "ceil_mode": True})
+    examples: ClassVar[tuple[dict[str, Any], ...]] = (
+        {"kernel": 2},
+        {"kernel": 3, "stride": 2, "padding": 1},
+        {"kernel": 3, "stride": 2, "ceil_mode": True},
+        {"kernel": 3, "stride": 2, "padding": "same"},
+    )
+
+    def same_padding(self, x: Shape) -> tuple[tuple[int, int], ...]:
+        """Keras/TensorFlow 'same': per spatial dim (before, after) with total max((ceil(N/S) - 1) S + K - N, 0), the extra cell after."""
+        k = spatial(self.kernel, self.dims, "kernel")
+        s = spatial(self.stride, self.dims, "stride") if self.stride is not None else k
+        totals = [max((-(-n // si) - 1) * si + ki - n, 0) for n, ki, si in zip(x[1:], k, s)]
+        return tuple((t // 2, t - t // 2) for t in totals)
 
     def output_shape(self, x: Shape) -> Shape:
         expect_rank(x, (self.dims + 1,), self.type_name)
         n = self.dims
         k = spatial(self.kernel, n, "kernel")
         s = spatial(self.stride, n, "stride") if self.stride is not None else k
-        p = spatial(self.padding, n, "padding")
+        if self.padding == "same":
+            if self.ceil_mode:
+                raise ShapeError("padding 'same' sets the output size (ceil(N / S)); leave ceil_mode out")
+            if getattr(self, "indices", False) and any(a != b for a, b in self.same_padding(x)):
+                raise ShapeError(f"padding 'same' pads {fmt_shape(x[1:])} unevenly, which max_unpool cannot undo; give the padding as numbers")
+            return (x[0], *(-(-size // si) for size, si in zip(x[1:], s)))
+        p = spatial((0,) if self.padding == "valid" else self.padding, n, "padding")
         if any(2 * pi > ki for pi, ki in zip(p, k)):
             raise ShapeError(f"padding {fmt_shape(p)} is more than half the kernel {fmt_shape(k)}")
         sizes = []
@@ -45,7 +68,17 @@ class _Pool(Layer):
 
         n = self.dims
         k = spatial(self.kernel, n, "kernel")
-        geometry: Any = (k, spatial(self.stride, n, "stride") if self.stride is not None else k, spatial(self.padding, n, "padding"))
+        stride = spatial(self.stride, n, "stride") if self.stride is not None else k
+        if self.padding == "same":
+            pads = self.same_padding(inputs[0])
+            if any(a != b for a, b in pads):  # uneven: pad explicitly, as TensorFlow does
+                from netdsl.backends.torch_modules import SamePool
+
+                return SamePool(k, stride, pads, isinstance(self, AvgPool2d | AvgPool1d), getattr(self, "count_include_pad", True))
+            padding = tuple(a for a, _ in pads)
+        else:
+            padding = spatial((0,) if self.padding == "valid" else self.padding, n, "padding")
+        geometry: Any = (k, stride, padding)
         k, s, p = geometry  # torch's stubs want fixed-length tuples
         if isinstance(self, AvgPool2d | AvgPool1d):
             avg = nn.AvgPool2d if n == 2 else nn.AvgPool1d

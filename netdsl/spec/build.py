@@ -17,23 +17,27 @@ from netdsl.ir import INPUT, Graph, Group, Node
 from netdsl.layers import LAYERS, canonical
 from netdsl.layers.base import ArgKind, Layer, Shape, fmt_shape
 from netdsl.spec.expr import ExprError, evaluate, interpolate
+from netdsl.spec.names import PORT_SEPARATOR, name_problem
+from netdsl.spec.params import REQUIRED, Param, declare_all
 from netdsl.spec.schema import COMMON, STRUCTURAL
 from netdsl.spec.validate import unknown_type_message
 from netdsl.spec.yaml_tree import YList, YMap, plain
 
-REQUIRED = object()
-_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_BLOCK_DEPTH = 32
 
 
 @dataclass(frozen=True)
 class BlockDef:
-    """A user block: parameters with defaults (REQUIRED where none) and its layer list."""
+    """A user block: its declared parameters, the names of its inputs, its layer list, and whether the spec itself defines
+    it (then it sees the spec's parameters, as a function sees its module's globals; a library's block sees only its own)."""
 
     name: str
-    params: dict[str, Any]
+    params: dict[str, Param]
     layers: YList
     loc: Loc
+    inputs: tuple[str, ...] = (INPUT,)
+    local: bool = True
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Builder:
         self.nodes: list[Node] = []
         self.shapes: dict[str, Shape] = {}
         self.outputs: dict[str, str | None] = {}  # every named item's full path -> its output ref
+        self.port_counts: dict[str, int] = {}  # each node's number of outputs
         self.groups: list[Group] = []
         self.diagnostics: list[Diagnostic] = []
         self.trace: list[str] = []
@@ -99,13 +104,16 @@ class Builder:
         word, args = _split(entry.item)
         opts = args if isinstance(args, YMap) else YMap()
         env, loc = entry.env, entry.loc
-        srcs = self.sources(opts, frame, cur, env, loc, word)
         if "when" in opts and not self.value(opts["when"], env, _vloc(opts, "when", loc), None):
             explicit = self.name_of(opts, env, loc)
-            if explicit and explicit not in frame.scope:  # a skipped layer stands for its input: `from: downsample` still works
-                frame.scope[explicit] = srcs[0] if srcs else None
+            seen = len(self.diagnostics)
+            srcs = self.sources(opts, frame, cur, env, loc, word)  # a skipped item's `from` may name what is switched off too
+            del self.diagnostics[seen:]
+            if explicit and explicit not in frame.scope and srcs and srcs[0] is not None:
+                frame.scope[explicit] = srcs[0]  # a skipped layer stands for its input: `from: downsample` still works
                 frame.skipped.add(explicit)
             return cur, index
+        srcs = self.sources(opts, frame, cur, env, loc, word)
         if word == "repeat" and "name" not in opts:
             return self.build_repeat(opts, loc, env, frame, srcs, index, splice=True)
         name = entry.forced_name or self.name_of(opts, env, loc) or str(index)
@@ -192,27 +200,59 @@ class Builder:
                 )
                 ok = False
                 continue
-            literal = isinstance(block.params[key], str)
-            values[key] = self.value(raw, env, _vloc(opts, key, loc), None, literal_strings=literal)
-        for key, default in block.params.items():
+            values[key] = self.param_value(raw, env, _vloc(opts, key, loc), block.params[key], f"block '{block.name}': '{key}': ")
+        for key, param in block.params.items():
             if key not in values and key not in opts:
-                if default is REQUIRED:
+                if param.default is REQUIRED:
                     self.error(loc, f"block '{block.name}' needs parameter '{key}' ({where})")
                     ok = False
                 else:
-                    values[key] = default
-        src = self.single(srcs, block.name, path.rsplit(".", 1)[-1], loc)
-        if not ok or src is None or any(v is _FAILED for v in values.values()):
+                    values[key] = param.default
+        inputs = self.block_inputs(block, srcs, path.rsplit(".", 1)[-1], loc)
+        if not ok or inputs is None or any(v is _FAILED for v in values.values()):
             return None
-        in_shape = self.shapes[src]
-        scope = {**self.variables, **values, "in_channels": in_shape[0], "in_shape": in_shape}
+        in_shapes = tuple(self.shapes[src] for src in inputs)
+        scope = {**(self.variables if block.local else {}), **values, "in_channels": in_shapes[0][0], "in_shape": in_shapes[0], "in_shapes": in_shapes}
         self.groups.append(Group(path, block.name, loc))
         self.trace.append(f"in block '{block.name}' used at {loc}")
         try:
-            sub = Frame(path + ".", src, None, frozen)
-            return self.build_list(self.entries(block.layers, scope), sub, src)[0]
+            sub = Frame(path + ".", inputs[0], None, frozen)
+            if block.inputs != (INPUT,):
+                for name, src in zip(block.inputs, inputs):
+                    sub.scope[name], sub.locs[name] = src, block.loc
+            return self.build_list(self.entries(block.layers, scope), sub, inputs[0])[0]
         finally:
             self.trace.pop()
+
+    def block_inputs(self, block: BlockDef, srcs: list[str | None], name: str, loc: Loc) -> list[str] | None:
+        """The refs a block's inputs take at a use: one for a plain block, one per declared input for a multi-input one."""
+        if block.inputs == (INPUT,):
+            src = self.single(srcs, block.name, name, loc)
+            return None if src is None else [src]
+        if any(s is None for s in srcs):
+            return None
+        if len(srcs) != len(block.inputs):
+            given = f"from: [{', '.join(str(s) for s in srcs)}]" if len(srcs) > 1 else "one"
+            self.error(loc, f"block '{block.name}' takes {len(block.inputs)} inputs ({', '.join(block.inputs)}); got {given}")
+            return None
+        return [str(s) for s in srcs]
+
+    def param_value(self, raw: Any, env: dict[str, Any], loc: Loc, param: Param, context: str) -> Any:
+        """A block parameter's value at a use: a name in scope passes its value on, a word must be one of the parameter's
+        choices, anything else is an expression; _FAILED after reporting an error."""
+        if isinstance(raw, str) and not raw.startswith("=") and param.choices is not None and raw in param.choices:
+            if raw in env:
+                self.error(loc, f"{context}'{raw}' is both one of its choices and a name in scope; write ={raw} to pass the name's value on")
+                return _FAILED
+            return raw
+        if isinstance(raw, str) and _WORD.fullmatch(raw) and raw not in env and not raw.startswith("=") and param.choices is not None:
+            self.error(loc, f"{context}{param.check(raw)}")
+            return _FAILED
+        value = self.value(raw, env, loc, None, context=context)
+        if value is not _FAILED and param.check(value):
+            self.error(loc, f"{context}{param.check(value)}")
+            return _FAILED
+        return value
 
     # -- layers ---------------------------------------------------------------------------------
     def add_layer(self, word: str, args: Any, loc: Loc, env: dict[str, Any], srcs: list[str | None], path: str, frozen: bool, frame: Frame) -> str | None:
@@ -227,7 +267,8 @@ class Builder:
         if cls.arity == 0 and len(srcs) < 2:
             self.error(loc, f"{label}: needs two or more inputs, e.g. from: [input, {path.rsplit('.', 1)[-1]}_branch]")
             return None
-        data = tuple(s for s in srcs if s is not None)
+        pairs = [_unport(s) for s in srcs if s is not None]
+        data = tuple(name for name, _ in pairs)
         written = {ref.arg: str(ref.name) for ref in layer.refs()}
         extra = self.ref_inputs(layer, args, loc, env, frame, label)
         if extra is None:
@@ -235,8 +276,8 @@ class Builder:
         resolved = {ref.arg: ref_name for ref, (ref_name, _, _) in zip(layer.refs(), (e for e in extra if not e[2]))}
         layer = dataclasses.replace(cast(Any, layer), **resolved)  # the IR's layer names what it reads by path, as Node.inputs does
         refs = data + tuple(ref for ref, _, _ in extra)
-        ports = (0,) * len(data) + tuple(port for _, port, _ in extra)
-        in_shapes = tuple(self.shapes[s if p == 0 else f"{s}:{p}"] for s, p in zip(refs, ports))
+        ports = tuple(port for _, port in pairs) + tuple(port for _, port, _ in extra)
+        in_shapes = tuple(self.shapes[_key(s, p)] for s, p in zip(refs, ports))
         try:
             shape = layer.infer(in_shapes)
         except ShapeError as exc:
@@ -249,10 +290,12 @@ class Builder:
             self.error(loc, f"{label}: {message}" + ("" if cls.arity == 0 or got in message or "input" in message else f" (input {got})"), "shape")
             return None
         init = plain(args.get("init")) if isinstance(args, YMap) else None
-        self.nodes.append(Node(path, cls.type_name, layer, refs, in_shapes, shape, loc, bool(frozen), init, ports if any(ports) else ()))
+        self.nodes.append(Node(path, layer.type_name, layer, refs, in_shapes, shape, loc, bool(frozen), init, ports if any(ports) else ()))
         self.shapes[path] = shape
-        for port, port_shape in enumerate(layer.port_shapes(in_shapes, shape)[1:], 1):
-            self.shapes[f"{path}:{port}"] = port_shape
+        port_shapes = layer.port_shapes(in_shapes, shape)
+        self.port_counts[path] = len(port_shapes)
+        for port, port_shape in enumerate(port_shapes[1:], 1):
+            self.shapes[_key(path, port)] = port_shape
         return path
 
     def ref_inputs(self, layer: Layer, args: Any, loc: Loc, env: dict[str, Any], frame: Frame, label: str) -> list[tuple[str, int, bool]] | None:
@@ -262,17 +305,20 @@ class Builder:
         for ref in layer.refs():
             key = next((k for k in (args if isinstance(args, YMap) else ()) if k == ref.arg or k in _aliases(layer, ref.arg)), ref.arg)
             where = _vloc(args, key, loc)
-            resolved = self.resolve(self.ref_text(ref.name, env, where), frame, where, key)
+            text = self.ref_text(ref.name, env, where, frame)
+            if text is None:
+                return None
+            resolved = self.resolve(text, frame, where, key)
             if resolved is _UNRESOLVED or resolved is None:
                 return None
-            name = str(resolved)
+            name, port = _unport(str(resolved))
             node = next((n for n in reversed(self.nodes) if n.name == name), None)
-            if ref.port and f"{name}:{ref.port}" not in self.shapes:
+            if ref.port and (port or _key(name, ref.port) not in self.shapes):
                 kind = next(s.kind for s in layer.ref_args() if s.name == ref.arg)
                 found = f"a {node.op}" if node is not None else "the input"
-                self.error(where, f"{label}: '{key}' must name {kind.name}; '{ref.name}' is {found}")
+                self.error(where, f"{label}: '{key}' must name {kind.name}; '{ref.name}' is {'an output of ' if port else ''}{found}")
                 return None
-            out.append((name, ref.port, False))
+            out.append((name, ref.port or port, False))
             if ref.source:
                 if node is None:
                     self.error(where, f"{label}: '{key}' must name a layer, not the input")
@@ -305,7 +351,8 @@ class Builder:
             try:
                 values[name] = spec.kind.check(value)
             except ValueError as exc:
-                self.error(vloc, f"{label}: '{key}' must be {exc}; got {value!r}")
+                hint = did_you_mean(value, _literals(spec.kind)) if isinstance(value, str) else ""
+                self.error(vloc, f"{label}: '{key}' must be {exc}; got {value!r}{hint}")
                 ok = False
         for spec in specs.values():
             if spec.name not in values and not spec.required and spec.default is not None:
@@ -318,14 +365,20 @@ class Builder:
         layer = cls(**values)
         try:
             layer.check_args()
+            layer = layer.resolved()
         except ValueError as exc:
             self.error(loc, f"{label}: {exc}")
             return None
         return layer
 
     # -- values and names -----------------------------------------------------------------------
-    def value(self, raw: Any, env: dict[str, Any], loc: Loc, kind: ArgKind | None, literal_strings: bool = False, context: str = "") -> Any:
-        """A spec value with its expressions evaluated; _FAILED after reporting an error."""
+    def value(self, raw: Any, env: dict[str, Any], loc: Loc, kind: ArgKind | None, context: str = "") -> Any:
+        """A spec value with its expressions evaluated; _FAILED after reporting an error.
+
+        A word that names a parameter or variable in scope stands for its value (`act: act` passes `act` on); a word the
+        option takes literally (`same`, an enum's choice) is itself, and one that is both is an error; `=expr` is always
+        an expression. A reference to a layer is left for `resolve`.
+        """
         if isinstance(raw, list):
             items = [self.value(x, env, loc, kind, context=context) for x in raw]
             return _FAILED if _FAILED in items else items
@@ -334,7 +387,14 @@ class Builder:
         words = kind.words if kind else ()
         if raw.startswith("="):
             text = raw[1:]
-        elif literal_strings or words is None or raw in words:
+        elif kind is not None and kind.port is not None:
+            return raw
+        elif _WORD.fullmatch(raw) and raw in env:
+            if raw in _literals(kind):
+                self.error(loc, f"{context}'{raw}' is both a value this option takes and a name in scope; write ={raw} to pass the name's value on")
+                return _FAILED
+            return env[raw]
+        elif words is None or raw in words:
             return raw
         else:
             text = raw
@@ -350,8 +410,8 @@ class Builder:
         except ExprError as exc:
             self.error(loc, str(exc))
             return "?"
-        if not _NAME.match(text) or text == INPUT:
-            why = "'input' is reserved for the input" if text == INPUT else "names use letters, digits and _ only"
+        why = name_problem(text)
+        if why:
             self.error(loc, f"bad name '{text}': {why}")
         return text
 
@@ -363,22 +423,42 @@ class Builder:
         if "from" not in opts:
             return [cur]
         raw = opts["from"]
-        names = [str(r) for r in (raw if isinstance(raw, list) else [raw])]  # `from: 0` names an unnamed layer
         where = _vloc(opts, "from", loc)
+        names: list[str] = []
+        for r in raw if isinstance(raw, list) else [raw]:
+            value = env.get(r) if isinstance(r, str) and _WORD.fullmatch(r) else None
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):  # a parameter naming several inputs
+                if r in _visible(frame):
+                    self.error(where, f"'{r}' names both a layer and a parameter in scope; rename one")
+                    return None
+                names.extend(value)
+            else:
+                names.append(str(r))  # `from: 0` names an unnamed layer
         out: list[str | None] = []
         for ref in names:
-            resolved = self.resolve(self.ref_text(ref, env, where), frame, where)
+            text = self.ref_text(ref, env, where, frame)
+            if text is None:
+                return None
+            resolved = self.resolve(text, frame, where)
             if resolved is _UNRESOLVED:
                 return None
             out.append(resolved)  # type: ignore[arg-type]
         return out
 
-    def ref_text(self, raw: str, env: dict[str, Any], loc: Loc) -> str:
+    def ref_text(self, raw: str, env: dict[str, Any], loc: Loc, frame: Frame | None = None) -> str | None:
+        """A layer name as written, with a parameter naming a layer replaced by its value and {expr} interpolated;
+        None after an error."""
+        value = env.get(raw) if _WORD.fullmatch(raw) else None
+        if isinstance(value, str):  # `from: src` with a block parameter src: x
+            if frame is not None and raw in _visible(frame):
+                self.error(loc, f"'{raw}' names both a layer and a parameter in scope; rename one")
+                return None
+            return value
         try:
             return interpolate(raw, env)
         except ExprError as exc:
             self.error(loc, str(exc))
-            return raw
+            return None
 
     def resolve(self, ref: str, frame: Frame, loc: Loc, key: str = "from") -> str | object | None:
         """The node (or `input`) a name in `from` (or in another reference, `key`) stands for; _UNRESOLVED after an error."""
@@ -388,6 +468,9 @@ class Builder:
                 return INPUT
             if ref[1:] in self.outputs:
                 return self.outputs[ref[1:]]
+            path, _, port = ref[1:].rpartition(".")
+            if port.isdigit() and self.outputs.get(path) and 0 < int(port) < self.port_counts.get(str(self.outputs[path]), 1):
+                return _key(str(self.outputs[path]), int(port))  # `/s.1`: output 1 of the layer at path s
             self.error(loc, f"no earlier layer has the module path '{ref[1:]}'")
             return _UNRESOLVED
         f: Frame | None = frame
@@ -400,6 +483,14 @@ class Builder:
                 full = f"{f.paths.get(head, head)}.{rest}"
                 if full in self.outputs:
                     return self.outputs[full]
+                member, _, port = ref.rpartition(".")
+                target = f.scope[head] if member == head else self.outputs.get(full.rpartition(".")[0])
+                count = self.port_counts.get(target, 1) if target is not None else 1
+                if count > 1 and port.isdigit():  # `from: split.1`: output 1 of a layer with several outputs
+                    if int(port) < count:
+                        return _key(str(target), int(port))
+                    self.error(loc, f"'{ref}': '{member}' has {count} outputs, {member}.0 to {member}.{count - 1}")
+                    return _UNRESOLVED
                 self.error(loc, f"'{ref}': '{head}' has no member '{rest}'")
                 return _UNRESOLVED
             if head in f.later:
@@ -419,6 +510,8 @@ class Builder:
         names: list[str] = []
         for item, loc in items:
             name = self.ref_text(str(item), env, loc)
+            if name is None:
+                continue
             if name in names:
                 self.error(loc, f"'{name}' is listed twice in 'outputs'")
                 continue
@@ -427,7 +520,9 @@ class Builder:
                     self.error(loc, f"the main output '{name}' is switched off by its 'when'; list an active layer first")
                 continue
             resolved = self.resolve(name, root, loc, "outputs")
-            if isinstance(resolved, str):
+            if isinstance(resolved, str) and PORT_SEPARATOR in resolved:
+                self.error(loc, f"'outputs' names a layer's main output; '{name}' is a further output of it (add an identity layer reading it)")
+            elif isinstance(resolved, str):
                 refs.append(resolved)
                 names.append(name)
         return refs, tuple(names)
@@ -443,6 +538,25 @@ class Builder:
 
 _FAILED = object()
 _UNRESOLVED = object()
+
+
+def _key(name: str, port: int) -> str:
+    """The reference to output `port` of node `name` (the name itself for output 0)."""
+    return name if port == 0 else f"{name}{PORT_SEPARATOR}{port}"
+
+
+def _unport(ref: str) -> tuple[str, int]:
+    """A reference split into its node and output number."""
+    name, sep, port = ref.rpartition(PORT_SEPARATOR)
+    return (name, int(port)) if sep else (ref, 0)
+
+
+def _literals(kind: ArgKind | None) -> tuple[str, ...]:
+    """The words an option takes as themselves."""
+    if kind is None:
+        return ()
+    enum = next((b["enum"] for b in kind.schema.get("anyOf", ()) if "enum" in b), ())
+    return tuple(kind.words or ()) + tuple(str(w) for w in enum)
 
 
 def _visible(frame: Frame) -> set[str]:
@@ -513,7 +627,8 @@ def block_defs(tree: YMap, sources: Iterable[tuple[str, YMap]] = ()) -> tuple[di
     """Collect block definitions from the spec (and imported libraries), refusing clashes with layer types."""
     out: dict[str, BlockDef] = {}
     diags: list[Diagnostic] = []
-    for _, blocks in [*sources, ("", tree.get("blocks", YMap()))]:
+    libraries = list(sources)
+    for i, (_, blocks) in enumerate([*libraries, ("", tree.get("blocks", YMap()))]):
         for name, body in blocks.items():
             loc = blocks.key_locs[name]
             if canonical(name) or name in STRUCTURAL:
@@ -522,6 +637,23 @@ def block_defs(tree: YMap, sources: Iterable[tuple[str, YMap]] = ()) -> tuple[di
             if name in out:
                 diags.append(Diagnostic(loc, f"block '{name}' is defined twice (also at {out[name].loc})"))
                 continue
-            params = {k: (REQUIRED if v is None else plain(v)) for k, v in body.get("params", {}).items()}
-            out[name] = BlockDef(name, params, body["layers"], loc)
+            params, problems = declare_all(body.get("params", YMap()), name)
+            diags += problems
+            inputs = tuple(str(n) for n in body.get("inputs", [INPUT]))
+            for at, problem in _input_problems(inputs, params):
+                diags.append(Diagnostic(body.get("inputs").item_locs[at] if isinstance(body.get("inputs"), YList) else loc, f"block '{name}': {problem}"))
+            out[name] = BlockDef(name, params, body["layers"], loc, inputs, local=i == len(libraries))
     return out, diags
+
+
+def _input_problems(inputs: tuple[str, ...], params: dict[str, Param]) -> list[tuple[int, str]]:
+    out = []
+    for at, name in enumerate(inputs):
+        why = name_problem(name) if name != INPUT else None
+        if why:
+            out.append((at, f"bad input name '{name}': {why}"))
+        elif name in inputs[:at]:
+            out.append((at, f"the input '{name}' is listed twice"))
+        elif name in params:
+            out.append((at, f"'{name}' is both an input and a parameter"))
+    return out

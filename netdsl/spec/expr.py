@@ -83,6 +83,12 @@ def interpolate(text: str, scope: Mapping[str, Any]) -> str:
     return _INTERP.sub(lambda m: str(evaluate(m.group(1), scope)), text)
 
 
+def _no_booleans(node: ast.expr, *values: Any) -> None:
+    """Refuse arithmetic on true/false: Python counts them as 1/0, a spec means a switch (`se * 4` is a slip)."""
+    if any(isinstance(v, bool) for v in values):
+        raise ExprError(f"'{ast.unparse(node)}' does arithmetic on a boolean; booleans are not numbers (use 'x if flag else y')")
+
+
 class _Eval:
     def __init__(self, scope: Mapping[str, Any]):
         self.scope = scope
@@ -108,6 +114,7 @@ class _Eval:
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         left, right = self.visit(node.left), self.visit(node.right)
+        _no_booleans(node, left, right)
         op = type(node.op)
         if op not in _BINOPS:
             raise ExprError(f"operator in '{ast.unparse(node)}' is not allowed")
@@ -122,6 +129,8 @@ class _Eval:
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
         value = self.visit(node.operand)
+        if not isinstance(node.op, ast.Not):
+            _no_booleans(node, value)
         if isinstance(node.op, ast.USub):
             return -value
         if isinstance(node.op, ast.UAdd):
@@ -149,6 +158,8 @@ class _Eval:
         left = self.visit(node.left)
         for op, comp in zip(node.ops, node.comparators):
             right = self.visit(comp)
+            if isinstance(left, bool) != isinstance(right, bool) and isinstance(left, (int, float)) and isinstance(right, (int, float)):
+                raise ExprError(f"'{ast.unparse(node)}' compares a boolean with a number; booleans are not numbers")
             if type(op) not in _CMPOPS:
                 raise ExprError(f"comparison in '{ast.unparse(node)}' is not allowed")
             if not _CMPOPS[type(op)](left, right):
@@ -164,6 +175,8 @@ class _Eval:
             name = ast.unparse(node.func)
             raise ExprError(f"'{name}' is not a function here{did_you_mean(name, FUNCTIONS)} (functions: {', '.join(FUNCTIONS)})")
         args = [self.visit(a) for a in node.args]
+        if node.func.id != "len":
+            _no_booleans(node, *args, *(x for a in args if isinstance(a, (list, tuple)) for x in a))
         try:
             return FUNCTIONS[node.func.id](*args)
         except (TypeError, ValueError) as exc:

@@ -18,6 +18,7 @@ from netdsl.spec.build import block_defs, build_graph
 from netdsl.spec.formats import parse_tree
 from netdsl.spec.imports import load_libraries
 from netdsl.spec.limits import check_limits
+from netdsl.spec.params import REQUIRED, declare_all
 from netdsl.spec.validate import validate_tree
 from netdsl.spec.yaml_tree import YMap, load_yaml
 
@@ -101,12 +102,19 @@ def load_tree(
             problems.append(Diagnostic(Loc("--input", 1, 1), f"bad input shape '{input_shape}'; write C x H x W like 3x224x224, C x L, or a feature count"))
     elif shape is None:
         problems.append(Diagnostic(tree.value_locs["input"], f"bad input shape {tree['input']!r}; write [C, H, W], 'CxHxW', [C, L] or a feature count"))
-    scope = dict(DEFAULT_VARIABLES)
-    scope.update(tree.get("params", {}))
+    scope: dict[str, Any] = dict(DEFAULT_VARIABLES)
+    declared, found = declare_all(tree.get("params"))
+    problems += found
+    scope.update({key: param.default for key, param in declared.items()})
+    for key, param in declared.items():
+        if param.default is REQUIRED and key not in (variables or {}):
+            problems.append(Diagnostic(tree["params"].key_locs[key], f"parameter '{key}' has no default; give it with --set {key}=VALUE"))
     for key, value in (variables or {}).items():
         if key not in scope:
             names = ", ".join(scope)
             problems.append(Diagnostic(Loc("--set", 1, 1), f"the spec has no parameter '{key}'{did_you_mean(key, scope)} (parameters: {names})"))
+        elif key in declared and declared[key].check(value):
+            problems.append(Diagnostic(Loc("--set", 1, 1), f"parameter '{key}': {declared[key].check(value)}"))
         scope[key] = value
     blocks, block_problems = block_defs(tree, libraries)
     problems += block_problems

@@ -116,11 +116,33 @@ def build_schema() -> dict[str, Any]:
         ],
     }
     value = {"type": ["number", "boolean", "string", "null", "array"]}
+    defs["param"] = {
+        "description": "a parameter's default (null: required), or its declaration",
+        "anyOf": [
+            value,
+            {
+                "type": "object",
+                "properties": {
+                    "default": value | {"description": "the value when a use does not give one; absent or null: required"},
+                    "choices": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "the words a string value may be"},
+                    "doc": {"type": "string"},
+                },
+                "additionalProperties": False,
+            },
+        ],
+    }
+    params = {"type": "object", "additionalProperties": {"$ref": "#/$defs/param"}, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
     defs["block"] = {
         "type": "object",
         "properties": {
             "doc": {"type": "string"},
-            "params": {"type": "object", "additionalProperties": value, "description": "parameters and defaults (null = required)"},
+            "params": params | {"description": "parameters and defaults (null = required), or {default, choices, doc}"},
+            "inputs": {
+                "type": "array",
+                "items": NAME,
+                "minItems": 1,
+                "description": "names of the block's inputs, which a use gives as from: [a, b] (default: one, named input)",
+            },
             "layers": list_ref,
         },
         "required": ["layers"],
@@ -151,7 +173,7 @@ def build_schema() -> dict[str, Any]:
                     {"type": "string", "pattern": r"^\d+(x\d+){0,2}$", "title": "a shape like '3x224x224'"},
                 ],
             },
-            "params": {"type": "object", "additionalProperties": value, "description": "spec-wide variables for expressions (width, depth, ...)"},
+            "params": params | {"description": "spec-wide parameters for expressions (width, depth, ...): defaults, or {default, choices, doc}"},
             "import": IMPORTS,
             "blocks": BLOCKS,
             "layers": list_ref,

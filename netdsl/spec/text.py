@@ -312,13 +312,15 @@ class ToTree(Transformer[Token, Any]):
 
     # -- blocks ----------------------------------------------------------------------------------------------------
     def block_def(self, meta: Any, children: list[Any]) -> tuple[Any, ...]:
-        name, params, body = children
+        name, params, inputs, body = children
         definition = _Map(self.at(name), self.diagnostics)
         if body is not None and body[0] is not None:
             doc, doc_loc = body[0]
             definition.add("doc", doc_loc, doc, doc_loc)
         if params is not None:
             definition.add("params", params[1], params[0], params[1])
+        if inputs is not None:
+            definition.add("inputs", inputs[1], inputs[0], inputs[1])
         if body is not None:  # without a body the block has no `layers`, as a YAML block without the key
             _, items, body_loc = body
             definition.add("layers", body_loc, _ylist(items, body_loc), body_loc)
@@ -329,9 +331,26 @@ class ToTree(Transformer[Token, Any]):
         return self.pairs(params, loc), loc
 
     def param(self, meta: Any, children: list[Any]) -> Pair:
-        name, value = children
+        name, choices, doc, value = children
         value, value_loc = value if value is not None else (None, self.at(name))  # no default: required, as `c: null`
-        return Pair(str(name), self.at(name), value, value_loc)
+        if choices is None and doc is None:
+            return Pair(str(name), self.at(name), value, value_loc)
+        declaration = _Map(self.at(name), self.diagnostics)  # `act: [relu, relu6] "doc" = relu` is {default, choices, doc}
+        if value is not None:
+            declaration.add("default", value_loc, value, value_loc)
+        if choices is not None:
+            declaration.add("choices", choices[1], choices[0], choices[1])
+        if doc is not None:
+            declaration.add("doc", self.at(doc), self.string(doc), self.at(doc))
+        return Pair(str(name), self.at(name), declaration.map, self.at(name))
+
+    def block_inputs(self, meta: Any, names: list[Located]) -> Located:
+        loc = Loc(self.file, meta.line, meta.column)
+        return _ylist(names, names[0][1]), loc
+
+    def block_input(self, meta: Any, children: list[Token]) -> Located:
+        (tok,) = children
+        return (self.string(tok) if tok.type == "STRING" else str(tok)), self.at(tok)
 
     def block_body(self, meta: Any, children: list[Any]) -> tuple[Located | None, list[Located], Loc]:
         doc, *chains = children
