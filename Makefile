@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/netdsl train specs/lenet5.yaml
 
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,6 +43,7 @@ zoo-full: $(STAMP)
 	NETDSL_FULL_ZOO=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/test_torch_backend.py tests/test_onnx_zoo.py
 
 schema: $(STAMP)
+	$(BIN)/python -c "from netdsl.layers.registry import index_text; open('netdsl/layers/index.py', 'w').write(index_text())"
 	$(BIN)/python -c "import json; from netdsl.spec.schema import build_schema; open('netdsl/schema.json', 'w').write(json.dumps(build_schema(), indent=1) + '\n')"
 
 clean:

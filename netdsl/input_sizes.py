@@ -31,7 +31,7 @@ def fits(graph: Graph, input_shape: Shape, relaxed: bool = False) -> bool:
                 return False
             smallest = min(inputs, key=lambda s: s[1:])
             shapes[node.name] = (node.shape[0], *smallest[1:])
-        if not relaxed and node.layer.has_weights and node.layer.params(inputs) != node.layer.params(node.input_shapes):
+        if not relaxed and node.layer.params(inputs) != node.layer.params(node.input_shapes):  # the same weights must fit
             return False
     return True
 
@@ -61,34 +61,45 @@ class InputRule:
         return self.minimum <= n <= (self.maximum or n) and (n - self.minimum) % self.multiple == 0
 
 
-def _sized(shape: Shape, n: int) -> Shape:
-    return (shape[0], *(n for _ in shape[1:]))
-
-
 def input_rule(graph: Graph) -> InputRule | None:
-    """The rule for square spatial inputs of a C x H x W (or C x L) network; None for feature vectors."""
+    """The rule for square spatial inputs of a C x H x W (or C x L) network, or for the length of an L x E sequence
+    (a 2-D input whose second dim cannot change: attention, recurrent layers); None for feature vectors."""
     shape = graph.input_shape
     if len(shape) < 2:
         return None
-    own = max(shape[1:])
-    if not fits(graph, _sized(shape, own)):
+    rule = _rule(graph, tuple(range(1, len(shape))), "H, W" if len(shape) == 3 else "L")
+    if len(shape) == 2 and (rule is None or rule.exact):
+        sequence = _rule(graph, (0,), "L (the sequence)")
+        if sequence is not None and not sequence.exact:
+            return sequence
+    return rule
+
+
+def _rule(graph: Graph, axes: tuple[int, ...], dims: str) -> InputRule | None:
+    """The rule for the input sizes along `axes` (all set to one size n)."""
+    shape = graph.input_shape
+
+    def sized(n: int) -> Shape:
+        return tuple(n if i in axes else d for i, d in enumerate(shape))
+
+    own = max(shape[i] for i in axes)
+    if not fits(graph, sized(own)):
         return None  # non-square input whose square version does not fit: no simple rule
     lo, hi = 1, own
     while lo < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if fits(graph, _sized(shape, mid), relaxed=True) else (mid + 1, hi)
-    first = next((n for n in range(lo, min(lo + PERIOD_LIMIT, own) + 1) if fits(graph, _sized(shape, n))), own)
-    dims = "H, W" if len(shape) == 3 else "L"
+        lo, hi = (lo, mid) if fits(graph, sized(mid), relaxed=True) else (mid + 1, hi)
+    first = next((n for n in range(lo, min(lo + PERIOD_LIMIT, own) + 1) if fits(graph, sized(n))), own)
     for step in range(1, PERIOD_LIMIT + 1):
-        if fits(graph, _sized(shape, first + step)):
+        if fits(graph, sized(first + step)):
             break
     else:
         return InputRule(first, exact=True, dims=dims)
     far = max(4 * own, first + 4 * PERIOD_LIMIT) // step
-    if fits(graph, _sized(shape, first + far * step)):
+    if fits(graph, sized(first + far * step)):
         return InputRule(first, step, dims=dims)
     lo, hi = 1, far  # the sizes form a range: find its top
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if fits(graph, _sized(shape, first + mid * step)) else (lo, mid - 1)
+        lo, hi = (mid, hi) if fits(graph, sized(first + mid * step)) else (lo, mid - 1)
     return InputRule(first, step, dims=dims, maximum=first + lo * step)

@@ -59,7 +59,7 @@ def render_table(report: Report, input_rule: object = None) -> str:
         "",
         f"Params: {report.params:,} total, {report.trainable:,} trainable, {report.frozen:,} frozen",
         f"Buffers: {report.buffers:,} elements (not parameters: BatchNorm running statistics)",
-        f"MACs per sample: {report.macs:,} ({human(report.macs)}); conv and linear, as torchvision counts them",
+        f"MACs per sample: {report.macs:,} ({human(report.macs)}); conv, linear and attention products, as torchvision counts them",
         (
             f"Memory per sample (float32): input {human_bytes(m.input_bytes)}, activations {human_bytes(m.activation_bytes)}, "
             f"params {human_bytes(m.param_bytes)}, buffers {human_bytes(m.buffer_bytes)}, total {human_bytes(m.total_bytes)}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import netdsl
 from netdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +50,28 @@ def reference_models() -> dict[str, dict]:
 def reference_state_dict(name: str) -> dict[str, list[int]]:
     """Every state_dict key of the torchvision model with its shape (shared/reference/torchvision)."""
     return json.loads((DATA / "torchvision" / f"{name}.state_dict.json").read_text())
+
+
+def params_of(graph: netdsl.Graph) -> int:
+    """The parameter count from the IR (no weights allocated)."""
+    return sum(n.param_count() for n in graph)
+
+
+def macs_of(graph: netdsl.Graph) -> int:
+    """Multiply-accumulates per sample from the IR."""
+    return sum(n.macs() for n in graph)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module of big float64 forwards: the 2 CI cores are shared, and depthwise convs run far
+    slower on two busy threads (use with pytestmark = pytest.mark.usefixtures("one_thread"))."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

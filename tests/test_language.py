@@ -235,3 +235,46 @@ def test_held_tensors_sit_at_the_layer_path():
     want = (torch.cat([model.class_token.expand(2, -1, -1), tokens], 1) + model.encoder.pos_embedding) * 0.5
     assert torch.equal(model.class_token, torch.zeros(1, 1, 8))
     assert torch.allclose(model(x), want)
+
+
+def test_a_switched_off_item_may_read_what_is_switched_off_too():
+    """ShuffleNet's first unit reads `halves.1`; where the split is switched off, so is that reader (no error)."""
+    text = "params: {halved: false}\nlayers:\n  - split: {name: halves, sizes: [4, 4], when: halved}\n  - relu: {name: b, from: halves.1, when: halved}\n  - relu: {from: halves}\n"
+    g = load(text)
+    assert [n.op for n in g] == ["relu"] and g.nodes[0].inputs == ("input",)
+    assert [n.name for n in load(text.replace("halved: false", "halved: true"))] == ["halves", "b", "2"]
+
+
+def test_every_builtin_activation_parameter_offers_every_elementwise_activation():
+    """The built-in libraries' `act` choices are the registered activations (they cannot drift apart)."""
+    blocks = SPECS.parent / "netdsl" / "blocks"
+    tree = load_yaml((blocks / "common.yaml").read_text(), "common.yaml")
+    assert tree["blocks"]["squeeze_excitation"]["params"]["act"]["choices"] == list(ELEMENTWISE)
+
+
+def test_init_reaches_attention_and_recurrent_weights():
+    """Attention and LSTM have no `weight`: an init method applies to every matrix, the bias rule to every vector."""
+    g = netdsl.load_text(
+        "netdsl: 1\nname: t\ninput: 5x8\nlayers:\n  - lstm: {hidden: 4, init: {method: ones, bias: 0.5}}\n  - attention: {heads: 2, init: zeros}\n"
+    )
+    state = build_module(g, seed=0).state_dict()
+    assert all(torch.all(state[f"0.{k}"] == 1) for k in ("weight_ih_l0", "weight_hh_l0"))
+    assert all(torch.all(state[f"0.{k}"] == 0.5) for k in ("bias_ih_l0", "bias_hh_l0"))
+    assert all(torch.all(v == 0) for k, v in state.items() if k.startswith("1."))
+
+
+def test_a_sequence_input_rule_varies_the_length():
+    """An L x E input read by attention and recurrent layers accepts any length L, not any E."""
+    from netdsl.input_sizes import input_rule
+
+    g = netdsl.load_text("netdsl: 1\nname: t\ninput: 10x16\nlayers:\n  - attention: {heads: 4}\n  - lstm: {hidden: 8, output: last}\n")
+    assert str(input_rule(g)) == "L (the sequence) >= 1"
+    conv1d = netdsl.load_text("netdsl: 1\nname: t\ninput: 2x100\nlayers:\n  - conv1d: {out: 4, k: 5}\n  - gap\n")
+    assert str(input_rule(conv1d)) == "L >= 5"
+
+
+def test_a_position_embedding_fixes_the_token_count():
+    """ViT-B/16's pos_embedding has 197 rows: 224 to 239 pixels give 14 x 14 patches, nothing else fits."""
+    from netdsl.input_sizes import input_rule
+
+    assert str(input_rule(netdsl.load(SPECS / "vit_b_16.yaml"))) == "H, W from 224 to 239"

@@ -135,3 +135,9 @@ def test_zoo_table_names_every_spec():
     zoo = README.split("## The zoo")[1].split("## ")[0]
     for spec in (ROOT / "specs").glob("*.yaml"):
         assert f"`{spec.stem}`" in zoo, spec.stem
+
+
+def test_import_row_lists_every_builtin_library():
+    row = next(line for line in README.splitlines() if line.startswith("| `import` |"))
+    listed = set(re.findall(r"`(\w+)`", row.split("built-in", 1)[1].split(", or", 1)[0]))
+    assert listed == {p.stem for p in (ROOT / "netdsl" / "blocks").glob("*.yaml")}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import jsonschema
 import pytest
 
 from netdsl.layers import LAYERS
 from netdsl.spec.schema import build_schema, shipped_schema
+from tests.conftest import ROOT
 
 
 def test_shipped_schema_equals_generated():
@@ -49,3 +52,16 @@ def test_examples_validate(name):
 def test_schema_command_prints_the_shipped_schema(cli):
     code, out, _ = cli("schema")
     assert code == 0 and json.loads(out) == shipped_schema()
+
+
+def test_shipped_layer_index_equals_the_modules():
+    """netdsl/layers/index.py (what a spec's type words load) is what `make schema` writes from the family modules."""
+    from netdsl.layers.registry import index_text
+
+    assert (ROOT / "netdsl" / "layers" / "index.py").read_text() == index_text()
+
+
+def test_a_spec_loads_only_the_layer_families_it_uses():
+    code = "import sys, netdsl; netdsl.load('specs/resnet18.yaml'); print(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('netdsl.layers.')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\n")[0]
+    assert out == str(["activation", "base", "conv", "core", "index", "merge", "norm", "pool", "registry"])

@@ -17,7 +17,7 @@ from netdsl.train.api import train
 from tests.conftest import ROOT, reference_state_dict
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec(input_shape: str, *layers: str, head: str = "") -> str:

@@ -18,7 +18,7 @@ from netdsl.errors import SpecError
 from netdsl.spec.load import load_tree
 from netdsl.spec.text import parse_net
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 DATA = Path(__file__).parent / "data" / "torchvision"
 

@@ -16,7 +16,7 @@ from netdsl.layers.core import StochasticDepth
 from tests.conftest import SPECS, reference_models, reference_state_dict
 from tests.test_zoo_segmentation import reference_output, relative_error, run_filled
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec(input_shape: str, *layers: str) -> str:

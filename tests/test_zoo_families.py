@@ -6,7 +6,6 @@ convnext_tiny, regnet_x_400mf, regnet_y_400mf) are checked against torchvision's
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -18,23 +17,9 @@ from netdsl.layers.conv import Conv2d
 from netdsl.layers.core import StochasticDepth
 from netdsl.layers.tensors import LayerScale
 from netdsl.spec.expr import make_divisible
-from tests.conftest import SPECS, reference_models
+from tests.conftest import SPECS, macs_of, params_of, reference_models
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def params_of(graph: netdsl.Graph) -> int:
-    return sum(n.param_count() for n in graph)
-
-
-def macs_of(graph: netdsl.Graph) -> int:
-    return sum(n.macs() for n in graph)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # sum(p.numel() for p in model.parameters()): tests/data/torchvision/models.json (torchvision 0.29.1) where it has the

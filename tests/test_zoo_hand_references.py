@@ -9,8 +9,6 @@ test_zoo_hand_references_cifar.py, Xception in test_zoo_hand_references_xception
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,14 +17,7 @@ from torch import nn
 import netdsl
 from tests.conftest import SPECS
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one thread (CI shares two cores), then restore the thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def double_conv(cin: int, c: int, bn: bool) -> nn.Sequential:

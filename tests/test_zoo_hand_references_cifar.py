@@ -17,7 +17,9 @@ from torch import nn
 
 import netdsl
 from tests.conftest import SPECS
-from tests.test_zoo_hand_references import one_thread, same_function  # noqa: F401 (one_thread: an autouse fixture)
+from tests.test_zoo_hand_references import same_function
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cifar_batch() -> torch.Tensor:

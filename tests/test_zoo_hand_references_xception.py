@@ -9,15 +9,18 @@ even-sized map the window that starts at 0 reads one padded cell at the end, not
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import netdsl
 from tests.conftest import SPECS
-from tests.test_zoo_hand_references import one_thread, same_function  # noqa: F401 (one_thread: an autouse fixture)
+from tests.test_zoo_hand_references import same_function
 
 EPS = 1e-3  # Keras' BatchNormalization default
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def same_max_pool(x: torch.Tensor) -> torch.Tensor:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import netdsl
 from tests.conftest import SPECS
-from tests.test_zoo_hand_references import one_thread, same_function  # noqa: F401 (one_thread: an autouse fixture)
+from tests.test_zoo_hand_references import same_function
 
 EPS = 1e-3  # every BatchNormalization in nasnet.py: epsilon=1e-3, momentum=0.9997
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def correct_pad(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -8,19 +8,12 @@ from pathlib import Path
 import pytest
 
 import netdsl
+from tests.conftest import macs_of, params_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 TORCHVISION = ROOT / "tests" / "data" / "torchvision"
 MODELS = json.loads((TORCHVISION / "models.json").read_text())
-
-
-def params_of(graph: netdsl.Graph) -> int:
-    return sum(n.param_count() for n in graph)
-
-
-def macs_of(graph: netdsl.Graph) -> int:
-    return sum(n.macs() for n in graph)
 
 
 COUNTS = [

@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 
 import netdsl
-from tests.conftest import DATA, SPECS, reference_models
+from tests.conftest import DATA, SPECS, params_of, reference_models
 
 TORCHVISION = DATA / "torchvision"  # copies of shared/reference/torchvision (torchvision 0.29.1, torch 2.14.1)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fill_module():
@@ -29,22 +31,9 @@ def _fill_module():
 FILL = _fill_module()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: MobileNetV3's many small depthwise convs run ~20x slower on two threads when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reference_output(name: str) -> dict:
     """What torchvision computes for the filled weights and reference input (outputs/NAME.json)."""
     return json.loads((TORCHVISION / "outputs" / f"{name}.json").read_text())
-
-
-def params_of(graph: netdsl.Graph) -> int:
-    return sum(n.param_count() for n in graph)
 
 
 def same_both_ways(value: int | tuple[int, ...]) -> int:

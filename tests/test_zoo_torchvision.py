@@ -7,15 +7,13 @@ added later is checked without touching this file; test_zoo_segmentation.py chec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
 
 import netdsl
 from netdsl.layers.core import StochasticDepth
-from tests.conftest import SPECS, reference_models, reference_state_dict
+from tests.conftest import SPECS, macs_of, params_of, reference_models, reference_state_dict
 from tests.test_zoo_segmentation import TORCHVISION, TORCHVISION_MODELS, reference_output, relative_error, run_filled
 
 REFERENCE_OUTPUTS = sorted(path.stem for path in (TORCHVISION / "outputs").glob("*.json"))
@@ -25,22 +23,7 @@ TWINS = [name for name in REFERENCE_OUTPUTS if name in SPEC_NAMES and name not i
 # torchvision models with a reference output but no spec yet: remove a name when its spec lands
 STILL_TO_DO: set[str] = set()
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: the 2 CPU cores are shared, and depthwise convs run far slower on two busy threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def params_of(graph: netdsl.Graph) -> int:
-    return sum(n.param_count() for n in graph)
-
-
-def macs_of(graph: netdsl.Graph) -> int:
-    return sum(n.macs() for n in graph)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_reference_output_has_a_spec_or_is_still_to_do() -> None:

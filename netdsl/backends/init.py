@@ -39,15 +39,24 @@ def _apply(tensor: torch.Tensor, method: str, options: dict[str, Any]) -> None:
 
 
 def init_node(module: nn.Module, spec: Any) -> None:
-    """Initialize one layer's weight (and bias) from its init spec."""
+    """Initialize one layer's weights (and biases) from its init spec: `weight` and `bias` where the module has them,
+    else every matrix and every vector of it (attention's in_proj_weight, an LSTM's weight_ih_l0 and bias_hh_l0, ...)."""
     options = _as_mapping(spec)
     method = options.get("method", "default")
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    if isinstance(weight, torch.Tensor):
+        weights = [weight]
+        biases = [bias] if isinstance(bias, torch.Tensor) else []
+    else:
+        weights = [p for p in module.parameters() if p.dim() >= 2]
+        biases = [p for p in module.parameters() if p.dim() == 1]
+    bias_spec = options.get("bias", "default" if canonical_method(method) == "default" else "zeros")
     with torch.no_grad():
-        if isinstance(weight, torch.Tensor):
+        for weight in weights:
             _apply(weight, method, options)
-        if isinstance(bias, torch.Tensor):
-            bias_spec = options.get("bias", "default" if canonical_method(method) == "default" else "zeros")
+        for bias in biases:
             if isinstance(bias_spec, (int, float)) and not isinstance(bias_spec, bool):
                 nn.init.constant_(bias, float(bias_spec))
             else:

@@ -1,6 +1,6 @@
-"""Layer types, one family per module; importing this package registers them all."""
+"""Layer types, one family per module (activation.py, conv.py, ...): registry.LAYERS imports a family when a spec uses
+one of its types (netdsl/layers/index.py says which module holds which type)."""
 
-from netdsl.layers import activation, conv, core, crop, merge, named_activation, norm, pool, sequence, shape, tensors, window  # noqa: F401  (registration)
 from netdsl.layers.base import Layer, Shape, Tensor
 from netdsl.layers.registry import ALIASES, LAYERS, canonical, register
 

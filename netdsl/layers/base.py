@@ -246,7 +246,7 @@ class Layer:
     @classmethod
     def ref_args(cls) -> list[ArgSpec]:
         """The arguments that name another layer (ref_kind), in declaration order."""
-        return [s for s in cls.args() if s.kind.port is not None]
+        return list(_ref_args_of(cls))
 
     def refs(self) -> list[Ref]:
         """Each reference argument given, in declaration order: the node's extra inputs, after its data input(s)."""
@@ -266,11 +266,8 @@ class Layer:
 
     @classmethod
     def args(cls) -> list[ArgSpec]:
-        out = []
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            required = f.default is dataclasses.MISSING
-            out.append(ArgSpec(f.name, f.metadata["kind"], f.metadata["doc"], f.metadata["alias"], required, None if required else f.default))
-        return out
+        """Its arguments, in declaration order (computed once per type: the builder asks for every layer)."""
+        return list(_args_of(cls))
 
     def infer(self, inputs: tuple[Shape, ...]) -> Shape:
         """Output shape from input shapes (raises ShapeError)."""
@@ -307,6 +304,26 @@ class Layer:
         return ", ".join(parts)
 
 
+_ARGS: dict[type, tuple[ArgSpec, ...]] = {}
+_REF_ARGS: dict[type, tuple[ArgSpec, ...]] = {}
+
+
+def _args_of(cls: type[Layer]) -> tuple[ArgSpec, ...]:
+    if cls not in _ARGS:
+        out = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            required = f.default is dataclasses.MISSING
+            out.append(ArgSpec(f.name, f.metadata["kind"], f.metadata["doc"], f.metadata["alias"], required, None if required else f.default))
+        _ARGS[cls] = tuple(out)
+    return _ARGS[cls]
+
+
+def _ref_args_of(cls: type[Layer]) -> tuple[ArgSpec, ...]:
+    if cls not in _REF_ARGS:
+        _REF_ARGS[cls] = tuple(s for s in _args_of(cls) if s.kind.port is not None)
+    return _REF_ARGS[cls]
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, tuple):
         return "x".join(str(v) for v in value) if len(set(value)) > 1 else str(value[0])
@@ -319,6 +336,13 @@ def expect_rank(x: Shape, ranks: tuple[int, ...], what: str) -> None:
         names = {1: "features", 2: "C x L", 3: "C x H x W"}
         allowed = " or ".join(names.get(r, f"rank {r}") for r in ranks)
         raise ShapeError(f"{what} needs a {allowed} input, got {fmt_shape(x)}")
+
+
+def axis(d: int, x: Shape, what: str) -> int:
+    """A per-sample dim as a non-negative index into x, or ShapeError."""
+    if not -len(x) <= d < len(x):
+        raise ShapeError(f"{what} {d} is out of range for the input {fmt_shape(x)} (dims 0..{len(x) - 1}, or -{len(x)}..-1 from the end)")
+    return d % len(x)
 
 
 def fmt_shape(x: Shape) -> str:

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import BOOL, Layer, Shape, Tensor, arg, enum_kind, expect_rank, float_kind, fmt_shape, int_kind
+from netdsl.layers.base import BOOL, DIM, Layer, Shape, Tensor, arg, axis, enum_kind, expect_rank, float_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
-from netdsl.layers.shape import DIM, axis
 
 if TYPE_CHECKING:
     from torch import nn

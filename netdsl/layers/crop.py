@@ -82,6 +82,7 @@ class ZeroPad(Layer):
     same: Any = arg(tuple_kind(1), None, doc="instead of sizes: the window a following 'valid' conv or pool has, padded for as TensorFlow's 'same'")
     stride: Any = arg(tuple_kind(1), 1, doc="that window's stride (with same)", alias=("s",))
 
+    primary: ClassVar[str | None] = "sizes"
     examples = ({"sizes": [1]}, {"sizes": [0, 1, 2, 3]}, {"sizes": [-1, 1, -1, 1]}, {"same": 3, "stride": 2})
 
     def check_args(self) -> None:

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.layers import activation
 from netdsl.layers.base import Layer, Shape, arg, enum_kind
-from netdsl.layers.registry import LAYERS, register
+from netdsl.layers.registry import LAYERS, loaded, register
 
 if TYPE_CHECKING:
     from torch import nn
 
 ELEMENTWISE = tuple(
     name
-    for name, cls in LAYERS.items()
+    for name, cls in loaded().items()
     if issubclass(cls, activation._Elementwise) and not issubclass(cls, activation._Softmax) and cls is not activation._Elementwise
 )
 """The registered elementwise activations (relu, relu6, hardswish, ...), in registration order."""

@@ -11,18 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import DIM, MAX_RANK, MAX_SIZE, Layer, Shape, arg, expect_rank, fmt_shape, int_kind, int_list_kind
+from netdsl.layers.base import DIM, MAX_RANK, MAX_SIZE, Layer, Shape, arg, axis, expect_rank, fmt_shape, int_kind, int_list_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
     from torch import nn
-
-
-def axis(d: int, x: Shape, what: str) -> int:
-    """A per-sample dim as a non-negative index into x, or ShapeError."""
-    if not -len(x) <= d < len(x):
-        raise ShapeError(f"{what} {d} is out of range for the input {fmt_shape(x)} (dims 0..{len(x) - 1}, or -{len(x)}..-1 from the end)")
-    return d % len(x)
 
 
 def _list(v: tuple[int, ...]) -> str:

@@ -274,7 +274,8 @@ class Builder:
         if extra is None:
             return None
         resolved = {ref.arg: ref_name for ref, (ref_name, _, _) in zip(layer.refs(), (e for e in extra if not e[2]))}
-        layer = dataclasses.replace(cast(Any, layer), **resolved)  # the IR's layer names what it reads by path, as Node.inputs does
+        if resolved:
+            layer = dataclasses.replace(cast(Any, layer), **resolved)  # the IR's layer names what it reads by path, as Node.inputs does
         refs = data + tuple(ref for ref, _, _ in extra)
         ports = tuple(port for _, port in pairs) + tuple(port for _, port, _ in extra)
         in_shapes = tuple(self.shapes[_key(s, p)] for s, p in zip(refs, ports))
@@ -551,12 +552,18 @@ def _unport(ref: str) -> tuple[str, int]:
     return (name, int(port)) if sep else (ref, 0)
 
 
+_LITERALS: dict[int, tuple[ArgKind, tuple[str, ...]]] = {}
+
+
 def _literals(kind: ArgKind | None) -> tuple[str, ...]:
-    """The words an option takes as themselves."""
+    """The words an option takes as themselves (cached by the kind's identity: kinds are made once, with their layer type)."""
     if kind is None:
         return ()
-    enum = next((b["enum"] for b in kind.schema.get("anyOf", ()) if "enum" in b), ())
-    return tuple(kind.words or ()) + tuple(str(w) for w in enum)
+    cached = _LITERALS.get(id(kind))
+    if cached is None or cached[0] is not kind:
+        enum = next((b["enum"] for b in kind.schema.get("anyOf", ()) if "enum" in b), ())
+        cached = _LITERALS[id(kind)] = (kind, tuple(kind.words or ()) + tuple(str(w) for w in enum))
+    return cached[1]
 
 
 def _visible(frame: Frame) -> set[str]:

@@ -9,9 +9,9 @@ from typing import Any
 
 from netdsl.layers import LAYERS, Layer
 from netdsl.layers.base import MAX_SIZE
+from netdsl.layers.registry import load_all
 from netdsl.spec.init_schema import init_schema
 from netdsl.spec.limits import LIMIT_PATTERN, LIMITS
-from netdsl.train.config import TRAIN_SCHEMA
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "urn:netdsl:spec:1"
@@ -71,6 +71,7 @@ def layer_schema(cls: type[Layer]) -> dict[str, Any]:
 
 def build_schema() -> dict[str, Any]:
     """The whole spec schema; `netdsl schema` prints it and editors use it."""
+    load_all()
     layer_props: dict[str, Any] = {}
     defs: dict[str, Any] = {}
     for name, cls in sorted(LAYERS.items()):
@@ -100,6 +101,8 @@ def build_schema() -> dict[str, Any]:
     }
     defs["layers"] = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"}}
     defs["init"] = INIT
+    from netdsl.train.config import TRAIN_SCHEMA  # the trainer's settings, needed only to write the schema
+
     defs["train"] = TRAIN_SCHEMA
     defs["layer"] = {
         "description": "a layer: its type alone ('relu'), or a one-key mapping {type: options}; other keys name user blocks",

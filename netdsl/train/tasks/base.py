@@ -12,13 +12,12 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
 from netdsl.layers.base import fmt_shape
 from netdsl.train.targets import Targets
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from netdsl.ir import Graph
@@ -114,6 +113,8 @@ class Task:
     # -- showing outputs (numpy only: `netdsl infer` has no torch) ---------------------------------------
     def present(self, output: np.ndarray, classes: list[str], top: int = 3) -> list[dict[str, Any]]:
         """One JSON-able result per sample of a batch of raw network outputs."""
+        import numpy as np
+
         return [{"output": np.asarray(o).round(6).tolist()} for o in output]
 
     def line(self, result: dict[str, Any]) -> str:

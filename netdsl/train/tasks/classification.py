@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from netdsl.train.tasks.base import LossFn, Meter, Shape, Task, register
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     z = scores - scores.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
@@ -73,6 +74,8 @@ class Classification(Task):
         return ClassMeter(metrics)
 
     def present(self, output: np.ndarray, classes: list[str], top: int = 3) -> list[dict[str, Any]]:
+        import numpy as np
+
         scores = np.asarray(output, dtype=np.float64).reshape(len(output), -1)
         given = scores.size and bool((scores >= 0).all()) and bool(np.allclose(scores.sum(1), 1.0, atol=1e-4))
         probs = scores if given else softmax(scores)  # a network that ends in softmax gives probabilities already

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from netdsl.train.targets import Targets
 from netdsl.train.tasks.base import LossFn, Meter, Task, register
 from netdsl.train.tasks.classification import class_name
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 
@@ -54,6 +53,8 @@ class Multilabel(Task):
         return LabelMeter(metrics, self.threshold)
 
     def present(self, output: np.ndarray, classes: list[str], top: int = 3) -> list[dict[str, Any]]:
+        import numpy as np
+
         probs = 1.0 / (1.0 + np.exp(-np.asarray(output, dtype=np.float64)))
         return [
             {

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from netdsl.train.targets import Targets
 from netdsl.train.tasks.base import LossFn, Meter, Shape, Task, psnr, register, regression_loss
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 NOISE = {
@@ -77,6 +76,8 @@ class Reconstruction(Task):
 
     def picture(self, output: np.ndarray) -> np.ndarray:
         """One sample's output as an image in [0, 1] (C x H x W)."""
+        import numpy as np
+
         return np.clip(np.asarray(output, dtype=np.float32), 0.0, 1.0)
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from netdsl.train.targets import Targets
 from netdsl.train.tasks.base import LossFn, Meter, Task, register, regression_loss
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 
@@ -35,9 +34,13 @@ class Regression(Task):
         return ErrorMeter(metrics)
 
     def present(self, output: np.ndarray, classes: list[str], top: int = 3) -> list[dict[str, Any]]:
+        import numpy as np
+
         return [{"values": np.asarray(o, dtype=np.float64).round(6).tolist()} for o in output]
 
     def line(self, result: dict[str, Any]) -> str:
+        import numpy as np
+
         values = np.asarray(result["values"]).ravel()
         shown = ", ".join(f"{v:.4g}" for v in values[:8])
         return shown + (f", ... ({len(values)} values)" if len(values) > 8 else "")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from netdsl.train.targets import Targets
 from netdsl.train.tasks.base import LossFn, Meter, Shape, Task, register
 from netdsl.train.tasks.classification import class_name
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 
@@ -97,6 +96,8 @@ class Segmentation(Task):
         return ConfusionMeter(metrics, self.num_classes, self.ignore_index)
 
     def present(self, output: np.ndarray, classes: list[str], top: int = 3) -> list[dict[str, Any]]:
+        import numpy as np
+
         results = []
         for o in np.asarray(output):
             mask = o.argmax(0)
@@ -110,6 +111,8 @@ class Segmentation(Task):
 
     def picture(self, output: np.ndarray) -> np.ndarray:
         """One sample's output as a mask of class indices (uint8 H x W)."""
+        import numpy as np
+
         return np.asarray(output).argmax(0).astype(np.uint8)
 
 
@@ -146,11 +149,15 @@ class ConfusionMeter(Meter):
         return {f"cm.{i // c}.{i % c}": float(v) for i, v in enumerate(counts) if v}
 
     def matrix(self) -> np.ndarray:
+        import numpy as np
+
         c = self.classes
         return np.array([[self.sums[f"cm.{t}.{p}"] for p in range(c)] for t in range(c)], dtype=np.float64)
 
     def per_class(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """IoU and Dice per class (NaN where a class is neither in the targets nor predicted), and its target pixels."""
+        import numpy as np
+
         m = self.matrix()
         tp = np.diag(m)
         fp, fn = m.sum(0) - tp, m.sum(1) - tp
@@ -160,6 +167,8 @@ class ConfusionMeter(Meter):
         return iou, dice, m.sum(1)
 
     def result(self) -> dict[str, float]:
+        import numpy as np
+
         count = max(self.sums["count"], 1.0)
         m = self.matrix()
         iou, dice, _ = self.per_class()
@@ -171,6 +180,8 @@ class ConfusionMeter(Meter):
         return {"loss": self.sums["loss"] / count} | {k: values[k] for k in self.metrics}
 
     def details(self, classes: list[str]) -> dict[str, Any]:
+        import numpy as np
+
         iou, dice, pixels = self.per_class()
         return {
             "per_class": [
