@@ -99,18 +99,23 @@ def load_all() -> None:
 
 
 def index_text() -> str:
-    """netdsl/layers/index.py as `make schema` writes it: every registered type with its module and aliases."""
+    """netdsl/layers/index.py as `make schema` writes it: every registered type with its module and aliases, the modules
+    in name order and each module's types in the order it registers them (whatever was imported first)."""
     load_all()
     lines = [
         '"""Written by `make schema` (netdsl.layers.registry.index_text): each layer type, the module under netdsl/layers that',
         'registers it, and its aliases, in registration order. Do not edit; a test keeps it equal to the modules."""',
         "",
         "TYPES: dict[str, tuple[str, tuple[str, ...]]] = {",
-        *(f'    "{name}": ("{cls.__module__.rsplit(".", 1)[1]}", {_tuple(cls.aliases)}),' for name, cls in _LOADED.items()),
+        *(f'    "{name}": ("{_module(cls)}", {_tuple(cls.aliases)}),' for name, cls in sorted(_LOADED.items(), key=lambda item: _module(item[1]))),
         "}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _module(cls: type[Layer]) -> str:
+    return cls.__module__.rsplit(".", 1)[1]
 
 
 def _tuple(words: tuple[str, ...]) -> str:
