@@ -3,7 +3,6 @@ relative position index, errors, MACs, and swin_t against torchvision's own outp
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,8 +12,7 @@ from netdsl.backends.onnx import export
 from netdsl.backends.window_modules import PatchMerging, ShiftedWindowAttention, relative_position_index, shift_mask
 from netdsl.errors import SpecError
 from netdsl.layers.core import StochasticDepth
-from tests.conftest import SPECS, reference_models, reference_state_dict
-from tests.test_zoo_segmentation import reference_output, relative_error, run_filled
+from tests.conftest import SPECS, reference_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -270,21 +268,12 @@ def test_swin_stochastic_depth_follows_torchvision():
     assert shifts[:4] == [("features.1.0.attn", (0, 0)), ("features.1.1.attn", (3, 3)), ("features.3.0.attn", (0, 0)), ("features.3.1.attn", (3, 3))]
 
 
-def test_swin_t_computes_torchvision():
-    """The compiled swin_t has torchvision's state_dict (keys, order, shapes) and, filled by fill.py, its output."""
-    reference = reference_output("swin_t")
-    graph = netdsl.load(SPECS / "swin_t.yaml")
-    expected = reference_state_dict("swin_t")
-    assert [(k, list(v)) for k, v in graph.state_dict_shapes().items()] == list(expected.items())  # the order too
-    model = netdsl.compile(graph)
-    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == list(expected.items())
+def test_swin_t_position_index_is_an_integer_buffer():
+    """torchvision keeps relative_position_index as int64 (so published weights load as they are); its layout, order and
+    output are checked with every torchvision twin in tests/test_zoo_torchvision.py."""
+    with torch.device("meta"):
+        model = netdsl.compile(SPECS / "swin_t.yaml")
     assert model.state_dict()["features.1.0.attn.relative_position_index"].dtype == torch.int64
-    got = run_filled(model, reference["input_shape"])
-    assert list(got.shape) == reference["output_shape"]
-    # the README expects about 1e-15 for the same function; 1e-7 would not do here: swin_t with every shift left out
-    # differs from torchvision's output by only about 4e-9 (the filled attention branches are small beside the residual)
-    assert relative_error(got.reshape(-1), np.array(reference["values"])) <= 1e-12
-    assert abs(got.sum() - reference["sum"]) <= 1e-9 * abs(reference["sum"])
 
 
 def test_small_swin_exports_to_onnx(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,8 +14,7 @@ from netdsl.backends.onnx import export
 from netdsl.backends.window_modules import RelativeAttention, relative_position_index
 from netdsl.errors import SpecError
 from netdsl.layers.core import StochasticDepth
-from tests.conftest import SPECS, reference_models, reference_state_dict
-from tests.test_zoo_segmentation import reference_output, relative_error, run_filled
+from tests.conftest import SPECS, reference_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -249,19 +247,12 @@ def test_maxvit_t_stochastic_depth_follows_torchvision():
     assert strided == ["stem.0.0"] + [f"blocks.{s}.layers.0.layers.MBconv.layers.conv_b.0" for s in range(4)]
 
 
-def test_maxvit_t_computes_torchvision():
-    """The compiled maxvit_t has torchvision's state_dict (keys, order, shapes) and, filled by fill.py, its output."""
-    reference = reference_output("maxvit_t")
-    graph = netdsl.load(SPECS / "maxvit_t.yaml")
-    expected = reference_state_dict("maxvit_t")
-    assert [(k, list(v)) for k, v in graph.state_dict_shapes().items()] == list(expected.items())  # the order too
-    model = netdsl.compile(graph)
-    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == list(expected.items())
+def test_maxvit_t_position_index_is_an_integer_buffer():
+    """torchvision keeps relative_position_index as int64 (so published weights load as they are); its layout, order and
+    output are checked with every torchvision twin in tests/test_zoo_torchvision.py."""
+    with torch.device("meta"):
+        model = netdsl.compile(SPECS / "maxvit_t.yaml")
     assert model.state_dict()["blocks.0.layers.0.layers.grid_attention.attn_layer.1.relative_position_index"].dtype == torch.int64
-    got = run_filled(model, reference["input_shape"])
-    assert list(got.shape) == reference["output_shape"]
-    assert relative_error(got.reshape(-1), np.array(reference["values"])) <= 1e-12
-    assert abs(got.sum() - reference["sum"]) <= 1e-9 * abs(reference["sum"])
 
 
 def test_small_maxvit_layer_exports_to_onnx(tmp_path):

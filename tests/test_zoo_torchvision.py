@@ -45,7 +45,9 @@ def test_spec_computes_torchvision(name: str) -> None:
     assert params_of(graph) == reference["params"]
     if name in reference_models():  # tests/data/torchvision/models.json: sum(p.numel() for p in model.parameters())
         assert params_of(graph) == reference_models()[name]["params"]
-    got = run_filled(netdsl.compile(graph), reference["input_shape"])
+    model = netdsl.compile(graph)
+    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == list(expected.items())  # the compiled module's too
+    got = run_filled(model, reference["input_shape"])
     assert list(got.shape) == reference["output_shape"]
     flat = got.reshape(-1)
     at = reference["indices"] if reference["indices"] is not None else slice(None)
