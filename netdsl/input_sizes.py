@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from netdsl.errors import ShapeError
 from netdsl.ir import INPUT, Graph
-from netdsl.layers.base import Shape
+from netdsl.layers.base import Shape, Tensor
 
 PERIOD_LIMIT = 64  # the largest divisibility rule looked for
 
@@ -22,6 +22,7 @@ def fits(graph: Graph, input_shape: Shape, relaxed: bool = False) -> bool:
     (every window rule is), which makes the minimum a binary search.
     """
     shapes: dict[str, Shape] = {INPUT: input_shape}
+    weights = _weights(graph)
     for node in graph.nodes:
         inputs = tuple(shapes[i] for i in node.inputs)
         try:
@@ -31,9 +32,21 @@ def fits(graph: Graph, input_shape: Shape, relaxed: bool = False) -> bool:
                 return False
             smallest = min(inputs, key=lambda s: s[1:])
             shapes[node.name] = (node.shape[0], *smallest[1:])
-        if not relaxed and node.layer.params(inputs) != node.layer.params(node.input_shapes):  # the same weights must fit
+        if not relaxed and weights.get(node.name) and node.layer.params(inputs) != weights[node.name]:  # the same weights must fit
             return False
     return True
+
+
+_WEIGHTS: dict[int, tuple[Graph, dict[str, list[Tensor]]]] = {}
+
+
+def _weights(graph: Graph) -> dict[str, list[Tensor]]:
+    """Each node's parameters at the graph's own input (computed once per graph: a rule probes a dozen sizes)."""
+    cached = _WEIGHTS.get(id(graph))
+    if cached is None or cached[0] is not graph:
+        _WEIGHTS.clear()  # one graph at a time: the cache never grows
+        cached = _WEIGHTS[id(graph)] = (graph, {n.name: n.layer.params(n.input_shapes) for n in graph.nodes})
+    return cached[1]
 
 
 @dataclass(frozen=True)
