@@ -12,21 +12,15 @@ import torch.nn.functional as F
 import netdsl
 from netdsl.backends.onnx import export
 from netdsl.backends.window_modules import RelativeAttention, relative_position_index
-from netdsl.errors import SpecError
 from netdsl.layers.core import StochasticDepth
 from tests.conftest import SPECS, reference_models
+from tests.test_window_layers import error_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec(input_shape: str, *layers: str) -> str:
     return f"netdsl: 1\nname: t\ninput: {input_shape}\nimport: [maxvit]\nlayers:\n" + "".join(f"  - {item}\n" for item in layers)
-
-
-def error_of(text: str) -> str:
-    with pytest.raises(SpecError) as info:
-        netdsl.load_text(text)
-    return str(info.value)
 
 
 def filled(module: torch.nn.Module) -> torch.nn.Module:
