@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench schema zoo-full clean
+.PHONY: demo test lint typecheck bench schema zoo-full fuzz kill-resume clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench: $(STAMP)
 
 zoo-full: $(STAMP)
 	NETDSL_FULL_ZOO=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/test_torch_backend.py tests/test_onnx_zoo.py
+
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzz.py --cases 5000 --seed 1
+
+kill-resume: $(STAMP)
+	$(BIN)/python tests/kill_resume.py --kills 20
 
 schema: $(STAMP)
 	$(BIN)/python -c "from netdsl.layers.registry import index_text; open('netdsl/layers/index.py', 'w').write(index_text())"

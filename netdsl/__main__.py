@@ -1,3 +1,9 @@
-from netdsl.cli import main
+import sys
+
+try:
+    from netdsl.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the package is still being imported
+    sys.stderr.write("netdsl: interrupted\n")
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

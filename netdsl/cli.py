@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from netdsl.errors import Diagnostic, Loc, SpecError, render_source_line
+from netdsl.errors import Diagnostic, Loc, SpecError, os_error_line, render_source_line
 from netdsl.runtime.cli import COMMANDS as ONNX_COMMANDS
 from netdsl.runtime.cli import add_commands as add_onnx_commands
 from netdsl.train.cli import COMMANDS as TRAIN_COMMANDS
 from netdsl.train.cli import add_commands as add_train_commands
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+ISSUES = "the netdsl issue tracker"  # pyproject.toml names no project URL
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,12 +29,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+class _SubParser(_Parser):
+    """A subcommand's parser: it takes the global --debug too, so it may follow the subcommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand that was not given --debug leaves the value the main parser set
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from netdsl import __version__
 
     parser = _Parser(prog="netdsl", description="Declarative network definitions: check shapes and count parameters before anything is built.")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error (before or after the subcommand)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
 
     def spec_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--input", metavar="CxHxW", help="override the spec's input shape, e.g. 3x64x64")
@@ -61,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_onnx_commands(sub, spec_options)
 
     p = sub.add_parser("data", help="prepare data sets: pack an image folder into WebDataset shards")
-    data = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    data = p.add_subparsers(dest="data_command", required=True, parser_class=_SubParser)
     q = data.add_parser("pack", help="write WebDataset tar shards and index.json from an image folder (source: webdataset reads them)")
     q.add_argument("folder", help="one sub-folder of images per class, or train/ val/ test/ folders of those")
     q.add_argument("-o", "--out", required=True, metavar="FOLDER", help="where the shards and index.json go")
@@ -79,12 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(path: str, args: argparse.Namespace) -> Any:
     from netdsl.spec.load import load, parse_assignment
+    from netdsl.train.cli import multipliers
 
     variables = dict(parse_assignment(a) for a in args.set)
-    if args.width is not None:
-        variables["width_mult"] = args.width
-    if args.depth_mult is not None:
-        variables["depth_mult"] = args.depth_mult
+    variables.update(multipliers(args))
     return load(path, input_shape=args.input, variables=variables)
 
 
@@ -141,13 +155,30 @@ def torch_cross_check(graph: Any, report: Any) -> int:
     return 0
 
 
+def _load_checked(path: str, args: argparse.Namespace) -> Any:
+    """As _load, and the train settings' checks that need no data and no torch (split fractions, data.path, ...)."""
+    from netdsl.spec.formats import parse_tree
+    from netdsl.spec.load import load_tree, read_spec
+    from netdsl.train.cli import split_settings
+    from netdsl.train.config import check_train_section
+
+    settings, variables = split_settings(args)
+    text, name = read_spec(path)
+    tree = parse_tree(text, name)
+    graph = load_tree(tree, name, input_shape=args.input, variables=variables)
+    problems = check_train_section(tree, name, graph.input_shape, settings)
+    if problems:
+        raise SpecError(problems)
+    return graph
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from netdsl.analysis import analyze
 
     failed = False
     for path in args.specs:
         try:
-            report = analyze(_load(path, args), 1)
+            report = analyze(_load_checked(path, args), 1)
         except SpecError as exc:
             _print_errors(exc)
             failed = True
@@ -187,6 +218,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from netdsl.convert import convert_file
 
+    if args.output is not None and not args.output.strip():
+        raise SpecError([Diagnostic(Loc("--output", 1, 1), "-o/--output needs a file name, e.g. -o model.net")])
     text = convert_file(args.spec, args.output)
     if args.output is None:
         sys.stdout.write(text)
@@ -242,14 +275,17 @@ def _print_errors(exc: SpecError) -> None:
         print(diag, file=sys.stderr)
         if tty:
             if diag.loc.file not in sources:
-                try:
-                    with open(diag.loc.file, encoding="utf-8") as f:
-                        sources[diag.loc.file] = f.read()
-                except OSError:
-                    sources[diag.loc.file] = ""
+                sources[diag.loc.file] = _excerpt_source(diag.loc.file)
             excerpt = render_source_line(diag, sources[diag.loc.file])
             if excerpt:
                 print(excerpt, file=sys.stderr)
+
+
+def _excerpt_source(file: str) -> str:
+    """The text of a spec, for the line under an error; '' for anything that is not one (a device, a FIFO, a huge file)."""
+    from netdsl.spec.files import source_text
+
+    return source_text(file)
 
 
 COMMANDS = {
@@ -267,14 +303,67 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; every way it can end is an exit status and at most a few located lines, never a traceback
+    (except an internal error under --debug)."""
+    debug = False
     try:
+        args = build_parser().parse_args(argv)
+        debug = args.debug
         return COMMANDS[args.command](args)
     except SpecError as exc:
         _print_errors(exc)
         return EXIT_USAGE
-    except BrokenPipeError:  # `netdsl summarize x | head`
+    except BrokenPipeError:  # `netdsl check specs/*.yaml | head`: the reader has gone; say nothing
+        _discard_stdout()
         return 0
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        _say("netdsl: interrupted")
+        return EXIT_INTERRUPTED
+    except OSError as exc:  # disk full, read-only folder, file-size limit, ... where no command gave its own message
+        if debug:
+            traceback.print_exc()
+        _say(os_error_line(exc))
+        return EXIT_USAGE
+    except MemoryError:
+        _say("netdsl: out of memory (MemoryError): the spec or the inputs need more memory than this machine gives the process")
+        return EXIT_USAGE
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        if _out_of_memory(exc):  # torch's allocators raise RuntimeError (CPU) or torch.OutOfMemoryError (CUDA)
+            _say(f"netdsl: out of memory: {(str(exc).strip().splitlines() or [''])[0][:300]}")
+            return EXIT_USAGE
+        _say(internal_error_line(exc))
+        return EXIT_INTERNAL
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """The one line for a bug of ours: what was raised, and where to report it."""
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return f"netdsl: internal error: {what} — please report it at {ISSUES}; rerun with --debug for the traceback"
+
+
+def _say(line: str) -> None:
+    """A last line on stderr, even if stderr is gone too."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what is still buffered cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (pytest's capture): nothing is left to flush there
+        pass
 
 
 if __name__ == "__main__":

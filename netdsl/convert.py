@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from netdsl.errors import input_error
 from netdsl.layout import render, source_notes
 from netdsl.spec.formats import Format, format_of, parse_tree
 from netdsl.spec.load import read_spec
@@ -55,7 +56,10 @@ def convert_file(source: str | os.PathLike[str], target: str | os.PathLike[str] 
 
 def write_atomically(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and os.replace, so a reader never sees half a file."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise input_error(str(path), f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -63,3 +64,33 @@ def render_source_line(diag: Diagnostic, text: str) -> str:
 def input_error(where: str, message: str) -> SpecError:
     """A one-line error about a file or option the user gave (a weights file, a model, --provider): exit 2 at the CLI."""
     return SpecError([Diagnostic(Loc(where, 1, 1), message)])
+
+
+OS_REASONS = {
+    "ENOSPC": "no space left on the device",
+    "EDQUOT": "the disk quota is exceeded",
+    "EFBIG": "the file is larger than the file-size limit (ulimit -f)",
+    "EROFS": "the file system is read-only",
+    "EACCES": "permission denied",
+    "EPERM": "operation not permitted",
+    "ENOENT": "no such file or folder",
+    "EISDIR": "is a folder",
+    "ENOTDIR": "a part of the path is not a folder",
+    "EMFILE": "too many open files",
+    "EIO": "input/output error",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a file-system failure that reached the CLI: the file (the target of a rename or copy), then the reason."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    reason = OS_REASONS.get(name) or exc.strerror or str(exc) or type(exc).__name__
+    file = exc.filename2 if exc.filename2 is not None else exc.filename
+    if file is None:
+        return f"netdsl: {reason}" + (f" ({name})" if name else "")
+    text = os.fsdecode(file) if isinstance(file, (str, bytes, os.PathLike)) else str(file)
+    if not text.isprintable():  # an escape sequence in a file name must not reach the terminal raw
+        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return f"{text}:1:1: {reason}" + (f" ({name})" if name else "")

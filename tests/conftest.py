@@ -99,3 +99,24 @@ def spec_file(tmp_path):
         return path
 
     return write
+
+
+# Runs `netdsl ARGS` and, at exit, writes its peak RSS to the file named by NETDSL_TEST_PEAK_RSS. The peak is VmHWM,
+# the high-water mark of this process's own memory since exec: getrusage's ru_maxrss would also count the pages of
+# the (large) pytest worker the child was forked from, which Linux carries over into it at exec.
+PEAK_RSS_CHILD = """
+import atexit, os, sys
+
+def _peak() -> None:
+    with open("/proc/self/status") as status, open(os.environ["NETDSL_TEST_PEAK_RSS"], "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+
+atexit.register(_peak)
+from netdsl.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def peak_rss_mb(report: Path) -> float:
+    """The peak RSS (MB) a PEAK_RSS_CHILD wrote to `report`."""
+    return int(report.read_text()) / 1024

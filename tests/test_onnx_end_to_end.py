@@ -10,8 +10,9 @@ from PIL import Image
 from netdsl.backends.pytorch import build_module, load_weights
 from netdsl.runtime.infer import infer
 from netdsl.spec.load import load
-from netdsl.train.api import predict, train
+from netdsl.train.api import train
 from netdsl.train.checkpoint import weights_from_file
+from netdsl.train.evaluation import predict
 from netdsl.train.fitting import fit_to_input
 from netdsl.train.sources import read_digits
 from tests.conftest import SPECS

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 import netdsl
+from netdsl.backends import export_guard
 from netdsl.backends import onnx as onnx_backend
 from netdsl.backends.onnx import Labels, export, read_labels
 from netdsl.backends.pytorch import build_module
@@ -263,7 +264,7 @@ def test_unwritable_folder_is_reported_before_exporting(tiny, tmp_path, monkeypa
     def no_space(**kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(onnx_backend.tempfile, "mkdtemp", no_space)
+    monkeypatch.setattr(export_guard.tempfile, "mkdtemp", no_space)
     with pytest.raises(SpecError) as info:
         export(netdsl.load(tiny), tmp_path / "m.onnx")
     assert str(info.value) == f"{tmp_path / 'm.onnx'}:1:1: cannot write in '{tmp_path}': No space left on device"

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from netdsl.errors import SpecError
-from netdsl.train.api import evaluate, predict, train
+from netdsl.train.api import train
 from netdsl.train.checkpoint import load_checkpoint
+from netdsl.train.evaluation import evaluate, predict
 
 SEG = """netdsl: 1
 name: seg

@@ -4,6 +4,11 @@ The pipeline: build the PyTorch module and load the weights -> torch.onnx.export
 to the TorchScript exporter only when that raises (and saying so) -> metadata (ModelInfo) -> optional fp16 ->
 write into a temporary folder beside the output -> onnx.checker (full check) -> onnxruntime against PyTorch
 on fresh random inputs -> rename into place. The output path holds nothing unless every check passed.
+
+Faults: Ctrl-C (or SIGTERM) is an interrupt wherever it lands, even where the exporter swallows or wraps it, never a
+reason to fall back; a write that fails (disk full, `ulimit -f`) is one located line. Either way the target is left
+as it was and the temporary folder, named `.TARGET.PID.XXXXXXXX.partial`, is removed; one left by a killed export
+is removed by the next export of the same target once its process is gone.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +30,8 @@ import onnx
 import torch
 import yaml
 
+from netdsl.backends.export_guard import raise_if_interrupted, signals_as_exceptions, signals_deferred, writing
+from netdsl.backends.export_guard import workdir as make_workdir
 from netdsl.backends.pytorch import build_module
 from netdsl.errors import input_error
 from netdsl.ir import Graph
@@ -90,6 +96,7 @@ class ExportResult:
     comparisons: list[Comparison]
 
 
+@signals_as_exceptions()
 def export(
     graph: Graph,
     output: str | os.PathLike[str],
@@ -114,11 +121,12 @@ def export(
     if batch is not None and batch < 1:
         raise input_error("--batch", f"--batch must be 'dynamic' or an integer >= 1; got {batch}")
     target = Path(output)
-    workdir = _workdir(target)
+    workdir = make_workdir(target)
     try:
         model, source = _model(graph, weights, seed, all_outputs)
         names = output_names(graph, all_outputs)
-        proto, exporter = to_onnx(model, graph, opset, batch, workdir, say, names)
+        with writing(target):
+            proto, exporter = to_onnx(model, graph, opset, batch, workdir, say, names)
         precision = "fp16" if fp16 else "fp32"
         if fp16:
             proto = to_fp16(proto)
@@ -126,7 +134,8 @@ def export(
         describe(proto, info)
         external = _weight_bytes(model) // (2 if fp16 else 1) > external_data_bytes
         staged = workdir / target.name
-        _save(proto, staged, external)
+        with writing(target):
+            _save(proto, staged, external)
         del proto
         comparisons: list[Comparison] = []
         if verify:
@@ -141,7 +150,11 @@ def export(
                     f"{target}: verification failed: batch {c.batch}{what} max relative error {c.max_rel:.1e} exceeds {c.tolerance:.0e}; nothing written"
                 )
         size = sum(f.stat().st_size for f in workdir.iterdir())
-        _move_into_place(staged, target, external)
+        with writing(target), signals_deferred():
+            _move_into_place(staged, target, external)
+    except Exception as exc:
+        raise_if_interrupted(exc)  # an interrupt that a library turned into an ordinary exception
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return ExportResult(target, info, opset, batch, external, size, comparisons)
@@ -150,21 +163,6 @@ def export(
 def check_opset(opset: int) -> None:
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise input_error("--opset", f"--opset {opset} is not supported: the dynamo exporter writes opsets {MIN_OPSET} to {MAX_OPSET}")
-
-
-def _workdir(target: Path) -> Path:
-    """A temporary folder beside the output (same file system, so the final rename is atomic)."""
-    parent = target.parent
-    if target.is_dir():
-        raise input_error(str(target), "is a folder; give a file name such as model.onnx")
-    if not parent.exists():
-        raise input_error(str(target), f"cannot write: folder '{parent}' does not exist")
-    if not parent.is_dir():
-        raise input_error(str(target), f"cannot write: '{parent}' is not a folder")
-    try:
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
-    except OSError as exc:
-        raise input_error(str(target), f"cannot write in '{parent}': {exc.strerror}") from None
 
 
 def output_names(graph: Graph, all_outputs: bool) -> list[str]:
@@ -230,18 +228,33 @@ def to_onnx(
             proto = program.model_proto
         exporter = "dynamo"
     except Exception as exc:  # the exporter raises many kinds; the fallback says which and why
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise_if_interrupted(exc)
+        failure = _first_line(exc)
         if opset > TORCHSCRIPT_MAX_OPSET:
             raise input_error(
-                "--opset", f"the dynamo exporter failed ({type(exc).__name__}: {reason}) and the TorchScript exporter writes opset <= {TORCHSCRIPT_MAX_OPSET}"
+                "--opset", f"the dynamo exporter failed ({failure}) and the TorchScript exporter writes opset <= {TORCHSCRIPT_MAX_OPSET}"
             ) from None
-        log(f"the dynamo exporter failed ({type(exc).__name__}: {reason}); falling back to the TorchScript exporter")
-        proto = _torchscript(model, example, opset, batch, workdir, names)
+        log(f"the dynamo exporter failed ({failure}); falling back to the TorchScript exporter")
+        try:
+            proto = _torchscript(model, example, opset, batch, workdir, names)
+        except OSError:
+            raise  # it writes a file in `workdir`: the caller says which target could not be written
+        except Exception as fallback:
+            raise_if_interrupted(fallback)
+            raise input_error(
+                graph.file, f"cannot export to ONNX: the dynamo exporter failed ({failure}) and so did the TorchScript exporter ({_first_line(fallback)})"
+            ) from None
         exporter = "torchscript"
     written = {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")}
     if written != {opset}:
         raise RuntimeError(f"the {exporter} exporter wrote opset {sorted(written)}, not the requested {opset}")
     return proto, exporter
+
+
+def _first_line(exc: BaseException) -> str:
+    """`Type: the first line of the message`, at most 200 characters of it: enough to say what failed."""
+    reason = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {reason}"
 
 
 def _torchscript(model: torch.nn.Module, example: torch.Tensor, opset: int, batch: int | None, workdir: Path, names: list[str]) -> onnx.ModelProto:

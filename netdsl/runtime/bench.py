@@ -165,6 +165,10 @@ def bench(
         if model.fixed_batch is not None and set(batches) != {model.fixed_batch}:
             raise input_error("--batch", f"{target} was exported with a fixed batch of {model.fixed_batch}; bench it with --batch {model.fixed_batch}")
         shape = [int(d) for d in (graph.input_shape if graph is not None else model.input_shape[1:])]
+        from netdsl.runtime.cli import check_batch_bytes
+
+        for n in batches:
+            check_batch_bytes(n, shape)
         name = graph.name if graph is not None else Path(target).stem
         report = Report(
             name,

@@ -4,6 +4,7 @@ onnxruntime are imported when a command runs."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -74,6 +75,18 @@ def _batches(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+MAX_BATCH_BYTES = 4 << 30  # one float32 batch of inputs that export or bench allocates
+
+
+def check_batch_bytes(batch: int, shape: tuple[int, ...] | list[int]) -> None:
+    """Refuse a batch whose float32 inputs alone pass MAX_BATCH_BYTES, before anything is allocated."""
+    size = batch * math.prod(shape) * 4
+    if size > MAX_BATCH_BYTES:
+        raise input_error(
+            "--batch", f"--batch {batch}: one batch of {'x'.join(map(str, shape))} float32 inputs takes {_size(size)}; at most {_size(MAX_BATCH_BYTES)}"
+        )
+
+
 def _size(n: int) -> str:
     from netdsl.summary import human_bytes
 
@@ -83,10 +96,14 @@ def _size(n: int) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     from netdsl.backends.onnx import VerificationError, export, sources
     from netdsl.cli import _load
+    from netdsl.train.cli import check_weights_path
 
     batch = _batch(args.batch)
+    check_weights_path(args.weights)
     spec, weights, labels = sources(args.spec, args.weights)
     graph = _load(str(spec), args)
+    if batch is not None:
+        check_batch_bytes(batch, graph.input_shape)
     output = args.output or f"{graph.name}.onnx"
     try:
         result = export(
@@ -138,8 +155,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from netdsl.runtime.bench import bench
 
     batches = _batches(args.batch)
-    if args.time <= 0:
-        raise input_error("--time", f"--time must be > 0; got {args.time}")
+    if not math.isfinite(args.time) or args.time <= 0:
+        raise input_error("--time", f"--time must be a finite number of seconds > 0; got {args.time:g}")
     graph = None if Path(args.target).suffix == ".onnx" else _load(args.target, args)
     report = bench(args.target, graph, provider=args.provider, batches=batches, fp16=args.fp16, compile=not args.no_compile, min_time=args.time)
     sys.stdout.write(report.json() + "\n" if args.json else report.table())

@@ -2,6 +2,8 @@
 
 Shapes are inferred as nodes are created because expansion may depend on them (`in_channels` in a block).
 Problems are collected as diagnostics; a node whose input shape is unknown (an upstream error) is skipped quietly.
+Expansion is budgeted: a repeat count, however computed, obeys the literal bound; the layers visited obey the node
+budget (`limits: {nodes: N}`), predicted before a repeat, group or block is expanded; nesting is bounded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from netdsl.ir import INPUT, Graph, Group, Node
 from netdsl.layers import LAYERS, canonical
 from netdsl.layers.base import ArgKind, Layer, Shape, fmt_shape
 from netdsl.spec.expr import ExprError, evaluate, interpolate
+from netdsl.spec.limits import DEFAULT_NODES, parse_amount
 from netdsl.spec.names import PORT_SEPARATOR, name_problem
 from netdsl.spec.params import REQUIRED, Param, declare_all
 from netdsl.spec.schema import COMMON, STRUCTURAL
@@ -25,6 +28,8 @@ from netdsl.spec.yaml_tree import YList, YMap, plain
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_BLOCK_DEPTH = 32
+MAX_REPEAT = 100_000  # the repeat schema's literal maximum; a computed count obeys it too
+MAX_NESTING = 64  # groups, repeats and block uses inside each other (each costs a few Python frames)
 
 
 @dataclass(frozen=True)
@@ -65,13 +70,28 @@ class Frame:
     skipped: set[str] = field(default_factory=set)
 
 
+class NodeBudgetExceeded(Exception):
+    """Expansion stops: the layers it would visit exceed the node budget (carries the located diagnostic)."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(str(diagnostic))
+        self.diagnostic = diagnostic
+
+
 class Builder:
     """Turns layer lists into nodes. Use build_graph()."""
 
-    def __init__(self, file: str, blocks: dict[str, BlockDef], variables: dict[str, Any]):
+    def __init__(self, file: str, blocks: dict[str, BlockDef], variables: dict[str, Any], node_budget: int = DEFAULT_NODES):
         self.file = file
         self.blocks = blocks
         self.variables = variables
+        self.node_budget = node_budget
+        self.visits = 0  # layers visited so far, those a `when` switches off included: what the node budget counts
+        self.depth = 0  # items being built inside each other
+        self.too_deep = False
+        self.least_known: dict[int, tuple[Any, int]] = {}  # id(item) -> (item, least_visits(item)), the item kept alive
+        self.least_blocks: dict[str, int] = {}
+        self.least_open: set[str] = set()  # blocks whose bound is being computed (a block that uses itself counts 1)
         self.nodes: list[Node] = []
         self.shapes: dict[str, Shape] = {}
         self.outputs: dict[str, str | None] = {}  # every named item's full path -> its output ref
@@ -86,12 +106,71 @@ class Builder:
             return  # the same definition error in every instance of a block: report it once
         self.diagnostics.append(Diagnostic(loc, message, "; ".join(reversed(self.trace)), kind))
 
+    # -- the node budget -------------------------------------------------------------------------
+    def over_budget(self, loc: Loc, total: int, what: str, exact: bool = False) -> NodeBudgetExceeded:
+        figure = f"{total:,}" if exact else f"at least {total:,}"
+        message = f"the network reaches {figure} nodes with this {what}, beyond the budget of {self.node_budget:,} nodes (raise it with limits: {{nodes: N}})"
+        return NodeBudgetExceeded(Diagnostic(loc, message, "; ".join(reversed(self.trace))))
+
+    def visit(self, loc: Loc) -> None:
+        """Count one layer visited (built, or switched off by its `when`); stop expanding past the node budget."""
+        self.visits += 1
+        if self.visits > self.node_budget:
+            raise self.over_budget(loc, self.visits, "layer", exact=True)
+
+    def least_visits(self, item: Any, depth: int = 0) -> int:
+        """A lower bound on the layers expanding `item` visits (in a spec without other errors): a repeat with an expression
+        for n counts once, an item with `when` once. Cheap (remembered per item and per block), so the node budget can be
+        checked before the work."""
+        known = self.least_known.get(id(item))
+        if known is not None and known[0] is item:
+            return known[1]
+        word, args = _split(item) if isinstance(item, (str, YMap)) and item else ("", None)
+        opts = args if isinstance(args, YMap) else YMap()
+        count = 1  # a layer, an item under `when` (skipped, it is one visit), or past the depth this looks into
+        if depth >= MAX_NESTING or "when" in opts:
+            pass
+        elif word == "group":
+            count = self.least_list(opts.get("layers"), depth + 1)
+        elif word == "repeat":
+            n = opts.get("n")
+            count = (n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1) * self.least_list(opts.get("layers"), depth + 1)
+        elif word in self.blocks and word not in self.least_open:
+            if word not in self.least_blocks:
+                self.least_open.add(word)
+                try:
+                    self.least_blocks[word] = self.least_list(self.blocks[word].layers, depth + 1)
+                finally:
+                    self.least_open.discard(word)
+            count = self.least_blocks[word]
+        self.least_known[id(item)] = (item, count)
+        return count
+
+    def least_list(self, items: Any, depth: int) -> int:
+        return sum(self.least_visits(item, depth) for item in items) if isinstance(items, list) else 0
+
+    def check_budget(self, entries: list[Entry]) -> None:
+        """Refuse a list whose expansion would pass the node budget, at the item where it would, before building it."""
+        total = self.visits
+        for entry in entries:
+            total += self.least_visits(entry.item)
+            if total > self.node_budget:
+                raise self.over_budget(entry.loc, total, self.what(entry.item))
+
+    def what(self, item: Any) -> str:
+        """What an item is, for a budget message: this repeat, group, use of block 'x' or layer."""
+        word = _split(item)[0] if isinstance(item, (str, YMap)) and item else ""
+        if word in STRUCTURAL:
+            return word
+        return f"use of block '{word}'" if word in self.blocks else "layer"
+
     # -- lists ----------------------------------------------------------------------------------
     def entries(self, items: YList, env: dict[str, Any]) -> list[Entry]:
         return [Entry(item, loc, env) for item, loc in zip(items, items.item_locs)]
 
     def build_list(self, entries: list[Entry], frame: Frame, cur: str | None, index: int = 0) -> tuple[str | None, int]:
         """Build entries in order; returns the last output ref and the next auto-name index."""
+        self.check_budget(entries)
         for entry in entries:
             name = _literal_name(entry.item)
             if name and name not in frame.scope:
@@ -101,6 +180,18 @@ class Builder:
         return cur, index
 
     def build_item(self, entry: Entry, frame: Frame, cur: str | None, index: int) -> tuple[str | None, int]:
+        if self.depth >= MAX_NESTING:
+            if not self.too_deep:  # once: every item at the limit would say the same
+                self.error(entry.loc, f"layers nest more than {MAX_NESTING} levels deep here (groups, repeats and block uses inside each other)")
+            self.too_deep = True
+            return None, index
+        self.depth += 1
+        try:
+            return self.build_item_at_depth(entry, frame, cur, index)
+        finally:
+            self.depth -= 1
+
+    def build_item_at_depth(self, entry: Entry, frame: Frame, cur: str | None, index: int) -> tuple[str | None, int]:
         word, args = _split(entry.item)
         opts = args if isinstance(args, YMap) else YMap()
         env, loc = entry.env, entry.loc
@@ -112,6 +203,7 @@ class Builder:
             if explicit and explicit not in frame.scope and srcs and srcs[0] is not None:
                 frame.scope[explicit] = srcs[0]  # a skipped layer stands for its input: `from: downsample` still works
                 frame.skipped.add(explicit)
+            self.visit(loc)
             return cur, index
         srcs = self.sources(opts, frame, cur, env, loc, word)
         if word == "repeat" and "name" not in opts:
@@ -156,10 +248,15 @@ class Builder:
         self, opts: YMap, loc: Loc, env: dict[str, Any], frame: Frame, srcs: list[str | None] | None, index: int, splice: bool
     ) -> tuple[str | None, int]:
         n = self.value(opts["n"], env, _vloc(opts, "n", loc), None)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            self.error(_vloc(opts, "n", loc), f"repeat: 'n' must be an integer >= 1; got {n!r}")
+        if n is _FAILED:
+            return None, index
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_REPEAT:
+            self.error(_vloc(opts, "n", loc), f"repeat: 'n' must be an integer >= 1 and <= {MAX_REPEAT}; got {n!r}")
             return None, index
         body: YList = opts["layers"]
+        total = self.visits + n * self.least_list(body, 0)
+        if total > self.node_budget:
+            raise self.over_budget(loc, total, "repeat")
         var = opts.get("var", "i")
         cur = self.single(srcs, "repeat", "", loc) if srcs is not None else None
         entries: list[Entry] = []
@@ -256,6 +353,7 @@ class Builder:
 
     # -- layers ---------------------------------------------------------------------------------
     def add_layer(self, word: str, args: Any, loc: Loc, env: dict[str, Any], srcs: list[str | None], path: str, frozen: bool, frame: Frame) -> str | None:
+        self.visit(loc)
         cls = LAYERS[canonical(word) or word]
         label = f"{word} '{path}'"
         layer = self.make_layer(cls, word, args, loc, env, label)
@@ -425,6 +523,9 @@ class Builder:
             return [cur]
         raw = opts["from"]
         where = _vloc(opts, "from", loc)
+        if raw == [] or raw is None:  # a block use's options escape the schema's check of `from`
+            self.error(where, "'from' names no layer; name one or more earlier layers, or leave it out to read the previous one")
+            return None
         names: list[str] = []
         for r in raw if isinstance(raw, list) else [raw]:
             value = env.get(r) if isinstance(r, str) and _WORD.fullmatch(r) else None
@@ -612,11 +713,14 @@ def _vloc(opts: Any, key: str, default: Loc) -> Loc:
 
 def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, Any], blocks: dict[str, BlockDef]) -> tuple[Graph | None, list[Diagnostic]]:
     """Expand the top-level layer list into a Graph; returns it (None if any error) and the diagnostics."""
-    builder = Builder(file, blocks, variables)
+    builder = Builder(file, blocks, variables, node_budget(tree))
     builder.shapes[INPUT] = input_shape
     layers: YList = tree["layers"]
     root = Frame("", INPUT, None, False)
-    out, _ = builder.build_list(builder.entries(layers, dict(variables)), root, INPUT)
+    try:
+        out, _ = builder.build_list(builder.entries(layers, dict(variables)), root, INPUT)
+    except NodeBudgetExceeded as exc:  # errors found so far stand; no input size would cure the budget, so none is probed
+        return None, [dataclasses.replace(d, kind="") for d in builder.diagnostics] + [exc.diagnostic]
     outputs: list[str] = [out] if out is not None else []
     names: tuple[str, ...] = ()
     if "outputs" in tree:  # checked even after an error in the layers: a wrong name there is worth reporting too
@@ -628,6 +732,16 @@ def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, 
         str(tree["name"]), input_shape, tuple(builder.nodes), outputs[0], tuple(builder.groups), file, dict(variables), init, tuple(outputs[1:]), names
     )
     return graph, []
+
+
+def node_budget(tree: YMap) -> int:
+    """The spec's `limits.nodes`, or the default."""
+    limits = tree.get("limits")
+    raw = limits.get("nodes") if isinstance(limits, YMap) else None
+    try:
+        return DEFAULT_NODES if raw is None else parse_amount(raw)
+    except ValueError:
+        return DEFAULT_NODES  # the schema has reported it
 
 
 def block_defs(tree: YMap, sources: Iterable[tuple[str, YMap]] = ()) -> tuple[dict[str, BlockDef], list[Diagnostic]]:

@@ -1,18 +1,31 @@
-"""Budgets in the spec: `limits: {params: 5M, macs: 600M}`; exceeding one is an error naming the biggest contributors."""
+"""Budgets in the spec: `limits: {params: 5M, macs: 600M, nodes: 200k}`; exceeding one is an error naming the biggest contributors.
+
+Without an entry, the node budget is DEFAULT_NODES (expansion enforces it, see build.py) and parameters and activations
+have a ceiling no machine reaches (DEFAULT_BUDGETS): past it the spec is surely a slip, such as an input of 3x100000x100000.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
-from netdsl.analysis import Row, analyze
-from netdsl.errors import Diagnostic
+from netdsl.analysis import FLOAT_BYTES, Row, analyze
+from netdsl.errors import Diagnostic, Loc
 from netdsl.ir import Graph
 from netdsl.spec.yaml_tree import YMap
 
 SUFFIX = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 LIMIT_PATTERN = r"^\d+(\.\d+)?\s*[kKMGT]?$"
-LIMITS = {"params": "parameters", "trainable": "trainable parameters", "macs": "MACs per sample", "activations": "activation bytes per sample"}
+DEFAULT_NODES = 20_000  # 6x the biggest zoo spec (preact_resnet1001: 3,338 nodes); expansion costs ~80 us a node, so a spec at the budget loads in ~2 s
+LIMITS = {
+    "params": "parameters",
+    "trainable": "trainable parameters",
+    "macs": "MACs per sample",
+    "activations": "activation bytes per sample",
+    "nodes": f"nodes after expansion, layers a `when` switches off included (default {DEFAULT_NODES:,})",
+}
+DEFAULT_BUDGETS = {"params": 10**12, "activations": 4 * 10**12}  # 4 TB of float32 weights; 4 TB of activations for one sample
 
 
 def parse_amount(value: int | float | str) -> int:
@@ -36,23 +49,56 @@ def _biggest(graph: Graph, size: Callable[[Row], int], total: int) -> list[Row]:
     return top
 
 
+SHARE: dict[str, Callable[[Row], int]] = {"params": lambda r: r.params, "trainable": lambda r: r.trainable, "macs": lambda r: r.macs}
+
+
+def _contributors(graph: Graph, key: str, total: int) -> str:
+    """'; biggest: a 10 (50%), ...' for a budget shared out over rows (activations are not)."""
+    share = SHARE.get(key)
+    if share is None:
+        return ""
+    top = _biggest(graph, share, total)
+    biggest = ", ".join(f"{r.name} {share(r):,} ({100 * share(r) / total:.0f}%)" for r in top if share(r))
+    return f"; biggest: {biggest}" if biggest else ""
+
+
 def check_limits(tree: YMap, graph: Graph) -> list[Diagnostic]:
-    """One diagnostic per exceeded budget, located at the limit, naming the three biggest top-level contributors."""
+    """One diagnostic per exceeded budget, located at the limit (or, for a default ceiling, at the input), naming the
+    three biggest top-level contributors."""
     limits = tree.get("limits")
-    if not isinstance(limits, YMap):
-        return []
+    given = dict(limits) if isinstance(limits, YMap) else {}
+    out = _default_ceilings(tree, graph, given)
+    given.pop("nodes", None)  # the node budget is enforced during expansion
+    if not given or not isinstance(limits, YMap):
+        return out
     report = analyze(graph, 1)
     actual = {"params": report.params, "trainable": report.trainable, "macs": report.macs, "activations": report.memory.activation_bytes}
-    share = {"params": lambda r: r.params, "trainable": lambda r: r.trainable, "macs": lambda r: r.macs, "activations": lambda r: 0}
-    out = []
-    for key, raw in limits.items():
+    for key, raw in given.items():
         budget = parse_amount(raw)
         if actual[key] <= budget:
             continue
-        top = _biggest(graph, share[key], actual[key])
-        biggest = ", ".join(f"{r.name} {share[key](r):,} ({100 * share[key](r) / actual[key]:.0f}%)" for r in top if share[key](r))
-        tail = f"; biggest: {biggest}" if biggest else ""
+        tail = _contributors(graph, key, actual[key])
         out.append(
             Diagnostic(limits.value_locs[key], f"{LIMITS[key]} {actual[key]:,} exceed the budget limits.{key} = {budget:,} by {actual[key] - budget:,}{tail}")
         )
     return out
+
+
+def _default_ceilings(tree: YMap, graph: Graph, given: dict[str, object]) -> list[Diagnostic]:
+    """Parameters or activations beyond what any machine holds, where the spec sets no budget of its own: located at the input."""
+    from netdsl.spec.load import parse_shape  # load imports this module
+
+    actual = {"params": sum(n.param_count() for n in graph.nodes), "activations": FLOAT_BYTES * sum(math.prod(n.shape) for n in graph.nodes)}
+    written = parse_shape(tree.get("input")) == graph.input_shape
+    loc = tree.value_locs.get("input", Loc(graph.file, 1, 1)) if written else Loc("--input", 1, 1)
+    shape = "x".join(map(str, graph.input_shape))
+    for key, budget in DEFAULT_BUDGETS.items():
+        if key in given or actual[key] <= budget:
+            continue
+        raise_to = f"{math.ceil(actual[key] / 10**12)}T"
+        tail = _contributors(graph, key, actual[key])
+        message = (
+            f"input {shape} gives {actual[key]:,} {LIMITS[key]}, beyond the default budget of {budget:,} (raise it with limits: {{{key}: {raise_to}}}){tail}"
+        )
+        return [Diagnostic(loc, message)]  # one slip, one line: the activations usually follow from the same input
+    return []

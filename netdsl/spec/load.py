@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -15,6 +14,7 @@ from netdsl.input_sizes import input_rule
 from netdsl.ir import Graph
 from netdsl.layers.base import MAX_SIZE, Shape
 from netdsl.spec.build import block_defs, build_graph
+from netdsl.spec.files import read_spec_text
 from netdsl.spec.formats import parse_tree
 from netdsl.spec.imports import load_libraries
 from netdsl.spec.limits import check_limits
@@ -43,18 +43,9 @@ def parse_shape(text: Any) -> Shape | None:
 
 
 def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """(text, display name) of a spec file; unreadable files become a located SpecError."""
+    """(text, display name) of a spec file, read with the bounds of netdsl.spec.files; problems become a located SpecError."""
     name = str(path)
-    try:
-        return Path(path).read_text(encoding="utf-8"), name
-    except FileNotFoundError:
-        raise SpecError([Diagnostic(Loc(name, 1, 1), "no such file")]) from None
-    except IsADirectoryError:
-        raise SpecError([Diagnostic(Loc(name, 1, 1), "is a directory, not a spec file")]) from None
-    except UnicodeDecodeError as exc:
-        raise SpecError([Diagnostic(Loc(name, 1, 1), f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
-    except OSError as exc:
-        raise SpecError([Diagnostic(Loc(name, 1, 1), f"cannot read: {exc.strerror}")]) from None
+    return read_spec_text(path, name), name
 
 
 def load_text(
@@ -63,9 +54,13 @@ def load_text(
     *,
     input_shape: str | Shape | None = None,
     variables: Mapping[str, Any] | None = None,
+    library_path: Sequence[str | os.PathLike[str]] = (),
 ) -> Graph:
-    """Parse, check and expand YAML spec text into a Graph; raise SpecError with every problem found."""
-    return load_tree(load_yaml(text, file), file, input_shape=input_shape, variables=variables)
+    """Parse, check and expand YAML spec text into a Graph; raise SpecError with every problem found.
+
+    `file` names the text in messages; its folder is where `import:` paths start (and the folder they may not leave).
+    """
+    return load_tree(load_yaml(text, file), file, input_shape=input_shape, variables=variables, library_path=library_path)
 
 
 def load_net_text(
@@ -74,9 +69,10 @@ def load_net_text(
     *,
     input_shape: str | Shape | None = None,
     variables: Mapping[str, Any] | None = None,
+    library_path: Sequence[str | os.PathLike[str]] = (),
 ) -> Graph:
     """As load_text, for the text format (.net)."""
-    return load_tree(parse_tree(text, file, "net"), file, input_shape=input_shape, variables=variables)
+    return load_tree(parse_tree(text, file, "net"), file, input_shape=input_shape, variables=variables, library_path=library_path)
 
 
 def load_tree(
@@ -85,9 +81,15 @@ def load_tree(
     *,
     input_shape: str | Shape | None = None,
     variables: Mapping[str, Any] | None = None,
+    library_path: Sequence[str | os.PathLike[str]] = (),
 ) -> Graph:
-    """Check and expand a raw spec tree (from either format) into a Graph; raise SpecError with every problem found."""
-    libraries, problems = load_libraries(tree, file) if isinstance(tree, YMap) else ([], [])
+    """Check and expand a raw spec tree (from either format) into a Graph; raise SpecError with every problem found.
+
+    `library_path`: folders, besides the spec's own and NETDSL_PATH's, that `import:` may read libraries from.
+    """
+    libraries, problems = load_libraries(tree, file, library_path) if isinstance(tree, YMap) else ([], [])
+    if problems:  # a library that cannot be read would make every use of its blocks an "unknown layer type" too
+        raise SpecError(problems)
     known = [name for _, blocks in libraries for name in blocks]
     if isinstance(tree, YMap) and isinstance(tree.get("blocks"), YMap):
         known += list(tree["blocks"])

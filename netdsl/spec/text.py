@@ -20,6 +20,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
 from netdsl.layers import LAYERS, canonical
+from netdsl.spec.files import printable
 from netdsl.spec.yaml_tree import YList, YMap
 
 MAX_NESTING = 100  # brackets and bodies; the transformer recurses once per level
@@ -475,5 +476,5 @@ class ToTree(Transformer[Token, Any]):
                 warnings.simplefilter("ignore")
                 return str(ast.literal_eval(text))
         except (ValueError, SyntaxError) as exc:
-            self.error(loc, f"bad string {text}: {exc}")
+            self.error(loc, f"bad string {printable(text)}: {exc}")  # a raw NUL is refused here: show it escaped
             return text[1:-1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
 import yaml
@@ -111,12 +113,47 @@ def load_yaml(text: str, file: str) -> Any:
     """Parse one YAML document safely (no Python tags) into YMap/YList/scalars, or raise SpecError."""
     try:
         node = yaml.compose(text, Loader=_Loader)
+    except (yaml.reader.ReaderError, UnicodeEncodeError) as exc:  # libyaml encodes the text first: a lone surrogate fails there
+        raise SpecError([unprintable_character(text, file, str(getattr(exc, "reason", exc)))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
-        raise SpecError([Diagnostic(loc, f"YAML syntax error: {exc.problem or exc.context}")]) from None
+        loc = _clamped(text, file, mark.line, mark.column) if mark else Loc(file, 1, 1)
+        raise SpecError([Diagnostic(loc, f"YAML syntax error: {_one_line(exc.problem or exc.context)}")]) from None
     except yaml.YAMLError as exc:
-        raise SpecError([Diagnostic(Loc(file, 1, 1), f"YAML error: {exc}")]) from None
+        raise SpecError([Diagnostic(Loc(file, 1, 1), f"YAML error: {_one_line(str(exc))}")]) from None
     if node is None:
         return None
     return _Converter(file).convert(node)
+
+
+_UNPRINTABLE = yaml.reader.Reader.NON_PRINTABLE  # what YAML 1.1 refuses anywhere in a stream
+
+
+def unprintable_character(text: str, file: str, reason: str = "a character YAML does not allow") -> Diagnostic:
+    """The first character YAML refuses (a control character such as \\x00 or \\x1b), located at its line and column.
+
+    pyyaml's ReaderError gives an offset into its own buffer (bytes for libyaml), so the text is searched again.
+    """
+    found = _UNPRINTABLE.search(text)
+    if found is None:  # pragma: no cover - pyyaml refused something its own pattern accepts
+        return Diagnostic(Loc(file, 1, 1), f"YAML error: {_one_line(reason)}")
+    i = found.start()
+    char = found.group()
+    kind = "control character" if unicodedata.category(char) == "Cc" else "character"
+    loc = Loc(file, text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1)
+    return Diagnostic(loc, f"{kind} U+{ord(char):04X} is not allowed in YAML text (remove it)")
+
+
+_YAML_BREAKS = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")  # the line breaks YAML counts
+
+
+def _clamped(text: str, file: str, line: int, column: int) -> Loc:
+    """A mark's location; libyaml puts the end of a file without a final newline on a line after the last one."""
+    lines = _YAML_BREAKS.split(text)
+    if line < len(lines):
+        return Loc(file, line + 1, column + 1)
+    return Loc(file, len(lines), len(lines[-1]) + 1)
+
+
+def _one_line(message: str | None) -> str:
+    return " ".join(str(message).split())

@@ -1,9 +1,9 @@
-"""`netdsl train`, `netdsl eval`, `netdsl predict`: from a spec file to a run directory and back."""
+"""`netdsl train`: from a spec file to a run directory (eval and predict: netdsl/train/evaluation.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from netdsl.spec.load import load_tree, read_spec
 from netdsl.spec.yaml_tree import loc_of, plain
 from netdsl.train.callbacks import RunInfo
 from netdsl.train.config import TRAIN_SCHEMA, resolve
+from netdsl.train.files import WriteFailed
 from netdsl.train.tasks import make_task, settle
 
 
@@ -167,27 +168,30 @@ def train(
         torch.set_num_threads(threads)
 
 
-def _check_resume(run: Path, prep: Prepared, allow_changes: bool) -> None:
-    if not (run / "last.pt").exists():
-        raise SpecError([Diagnostic(Loc(str(run), 1, 1), "nothing to resume: no last.pt in this run directory")])
-    stored = yaml.safe_load((run / "resolved.yaml").read_text())
+def _check_resume(run: Path, prep: Prepared, allow_changes: bool) -> tuple[Path, dict[str, Any], str]:
+    """The checkpoint to continue from (see resume_point), once the spec is known to match the run's (or --allow-changes)."""
+    from netdsl.train.checkpoint import resume_point
+
+    stored_at = run / "resolved.yaml"
+    try:
+        stored = yaml.safe_load(stored_at.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"unreadable ({type(exc).__name__})"
+        raise SpecError([Diagnostic(Loc(str(stored_at), 1, 1), f"not a run directory to resume: resolved.yaml: {why}")]) from None
+    point = resume_point(run)
     changed = _differences(stored, prep.resolved)
     if changed and not allow_changes:
         listed = ", ".join(changed[:12]) + (f", ... ({len(changed) - 12} more)" if len(changed) > 12 else "")
-        raise SpecError(
-            [Diagnostic(Loc(str(run / "resolved.yaml"), 1, 1), f"the spec differs from the run's in: {listed}; resume with --allow-changes to accept that")]
-        )
+        raise SpecError([Diagnostic(Loc(str(stored_at), 1, 1), f"the spec differs from the run's in: {listed}; resume with --allow-changes to accept that")])
+    return point
 
 
 def _train(prep: Prepared, engine: Any, out: Path, resume: Any, allow_changes: bool, run_dir: Any, say: Callable[[str], None]) -> Path:
-    from netdsl.train.checkpoint import write_json
-    from netdsl.train.loop import Trainer, TrainingStopped, data_workers
-    from netdsl.train.plots import plot_curves
-    from netdsl.train.progress import ProgressBar, task
-    from netdsl.train.run import check_writable, environment, new_run_dir, write_status, write_yaml
+    from netdsl.train.loop import Trainer, data_workers
+    from netdsl.train.progress import task
+    from netdsl.train.run import RunLock, new_run_dir, remove_temp_files
     from netdsl.train.sources import normalization, open_source
     from netdsl.train.splits import Reading
-    from netdsl.train.tracking import build_loggers
 
     cfg, graph = prep.cfg, prep.graph
     aim = make_task(cfg, graph, [])
@@ -206,162 +210,162 @@ def _train(prep: Prepared, engine: Any, out: Path, resume: Any, allow_changes: b
     _absolute_paths(cfg, prep.base)
     cfg["data"]["normalize"] = {"mean": data.mean, "std": data.std}
     cfg["data"]["classes"] = data.classes
-    if resume is not None and engine.main:
-        _check_resume(Path(resume), prep, allow_changes)
-    # the device, precision and transfer settings are checked (and the model built) before a run directory is made
-    trainer = Trainer(graph, cfg, data, engine, Path(resume or run_dir or out), prep.resolved, prep.base)
-    if resume is not None:
-        run = Path(resume)
-    elif not engine.main:
-        run = Path(run_dir or out)  # rank 0 alone writes the run directory
-    elif run_dir is not None:
-        run = Path(run_dir)
-        run.mkdir(parents=True, exist_ok=True)
-    else:
-        run = new_run_dir(out, graph.name)
-    trainer.run = run
-    if engine.main:
-        check_writable(run)
-        if resume is None:
-            (run / "spec.yaml").write_text(prep.text)
-        write_yaml(run / "resolved.yaml", prep.resolved)
-    if resume is not None:
-        trainer.restore(run / "last.pt")
-    device = engine.device.type
-    if engine.main:
-        write_json(run / "env.json", environment(device) | {"processes": engine.world, "data_workers": trainer.reading.workers})
-        write_status(run, "running", epoch=trainer.epoch)
-        if trainer.transfer is not None:
-            say(trainer.transfer.line())
-        say(prep.task_note)
-        processes = f", {engine.world} processes" if engine.distributed else ""
-        say(
-            f"run {run}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test samples, {cfg['epochs']} "
-            f"epoch{'s' * (cfg['epochs'] != 1)}, device {device}{processes}, {trainer.reading.workers} data worker(s) per process"
-        )
-        trainer.callbacks = [ProgressBar(), *build_loggers(cfg["log"], say)]  # the bar first: cleared before a logger may warn
-    home = run.parent if resume is not None else out  # a resumed run keeps its MLflow store, wherever --out pointed
-    info = RunInfo(run, graph.name, prep.resolved, cfg["epochs"], trainer.steps_per_epoch, trainer.epoch, trainer.step, home.resolve())
-    for cb in trainer.callbacks:
-        cb.on_start(info)
-
-    def epoch_line(row: dict[str, Any]) -> None:
-        fields = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_")))
-        say(f"epoch {row['epoch']}/{cfg['epochs']} {fields} lr {row['lr']:.2e} {row['time']:.1f}s {row['samples_per_s']:,.0f} samples/s")
-
-    def end(state: str, results: dict[str, Any]) -> None:
-        for cb in trainer.callbacks:
-            cb.on_end(state, results, trainer.history)
-
+    lock, run, point = None, Path(resume or run_dir or out), None
     try:
-        state = trainer.fit(epoch_line)
-    except TrainingStopped as exc:
-        if engine.main:
-            write_status(run, "failed", str(exc), epoch=trainer.epoch)
-            end("failed", {})
-        raise SpecError([Diagnostic(Loc(str(run), 1, 1), f"training stopped: {exc}")]) from None
-    except BaseException as exc:
-        if engine.main:
-            write_status(run, "failed", f"{type(exc).__name__}: {exc}", epoch=trainer.epoch)
-            end("failed", {})
-        raise
+        if resume is not None and engine.main:
+            lock = RunLock(run).acquire()  # before anything is read: a second writer is refused with the holder's PID
+            point = _check_resume(run, prep, allow_changes)
+        # the device, precision and transfer settings are checked (and the model built) before a run directory is made
+        trainer = Trainer(graph, cfg, data, engine, run, prep.resolved, prep.base)
+        if resume is None and engine.main:
+            if run_dir is not None:
+                run.mkdir(parents=True, exist_ok=True)
+            else:
+                run = new_run_dir(out, graph.name)
+            lock = RunLock(run).acquire()
+        trainer.run = run
+        if lock is not None:
+            remove_temp_files(run)  # a killed writer's leftovers
+        return _run(prep, trainer, data, engine, out, resume, point, say)
     finally:
         data.close()
-    if state == "interrupted":
-        if engine.main:
-            write_status(run, "interrupted", trainer.stop_signal or "stopped", epoch=trainer.epoch, step=trainer.step)
-            end("interrupted", {})
+        if lock is not None:
+            remove_temp_files(run)
+            lock.release()
+
+
+def _run(prep: Prepared, trainer: Any, data: Any, engine: Any, out: Path, resume: Any, point: Any, say: Callable[[str], None]) -> Path:
+    """Start-up, the epochs and the test, with every way out recorded in status.json: finished, interrupted or failed."""
+    from netdsl.train.checkpoint import WriteFailed, write_json, write_text
+    from netdsl.train.loop import TrainingStopped
+    from netdsl.train.progress import ProgressBar
+    from netdsl.train.run import check_writable, environment, signals_deferred, write_metrics, write_status, write_yaml
+    from netdsl.train.tracking import build_loggers
+
+    cfg, graph, run = prep.cfg, prep.graph, trainer.run
+    main = engine.main
+    stage = "start-up"
+
+    def stop(state: str, reason: str, results: dict[str, Any] | None = None) -> bool:
+        """Record how the run ended (rank 0); False if even status.json could not be written."""
+        if not main:
+            return True
+        written = write_status(run, state, reason, epoch=trainer.epoch, **({"step": trainer.step} if state == "interrupted" else {}))
+        if stage == "start-up":  # the callbacks have not (all) started
+            return written
+        with signals_deferred():
+            for cb in trainer.callbacks:
+                cb.on_end(state, results or {}, trainer.history)
+        return written
+
+    try:
+        if main:
+            check_writable(run)
+            if resume is None:
+                write_text(run / "spec.yaml", prep.text)
+            write_yaml(run / "resolved.yaml", prep.resolved)
+        if resume is not None:
+            path, loaded, note = point if main else (run / "last.pt", None, "")
+            if note:
+                say(note)
+            trainer.restore(path, loaded)
+            if main:
+                trainer.repair_best(loaded)
+                if trainer.history:
+                    write_metrics(run, trainer.history)  # a kill before the epoch's metrics were written
+        device = engine.device.type
+        if main:
+            write_json(run / "env.json", environment(device) | {"processes": engine.world, "data_workers": trainer.reading.workers})
+            write_status(run, "running", epoch=trainer.epoch)
+            if trainer.transfer is not None:
+                say(trainer.transfer.line())
+            say(prep.task_note)
+            processes = f", {engine.world} processes" if engine.distributed else ""
+            say(
+                f"run {run}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test samples, {cfg['epochs']} "
+                f"epoch{'s' * (cfg['epochs'] != 1)}, device {device}{processes}, {trainer.reading.workers} data worker(s) per process"
+            )
+            trainer.callbacks = [ProgressBar(), *build_loggers(cfg["log"], say)]  # the bar first: cleared before a logger may warn
+        home = run.parent if resume is not None else out  # a resumed run keeps its MLflow store, wherever --out pointed
+        info = RunInfo(run, graph.name, prep.resolved, cfg["epochs"], trainer.steps_per_epoch, trainer.epoch, trainer.step, home.resolve())
+        for cb in trainer.callbacks:
+            cb.on_start(info)
+        stage = "training"
+
+        def epoch_line(row: dict[str, Any]) -> None:
+            fields = " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_")))
+            say(f"epoch {row['epoch']}/{cfg['epochs']} {fields} lr {row['lr']:.2e} {row['time']:.1f}s {row['samples_per_s']:,.0f} samples/s")
+
+        state = trainer.fit(epoch_line)
+        if state == "interrupted":
+            stop("interrupted", trainer.stop_signal or "stopped")
             say(f"interrupted by {trainer.stop_signal or 'a signal to another process'}: checkpoint written; continue with --resume {run}")
+            return run
+        stage = "the test evaluation"
+        results = trainer.test()
+        data.close()
+        stage = "the final writes"
+        with signals_deferred(redeliver=False) as caught:  # results, curves and status complete before a Ctrl-C is honoured
+            if main:
+                _final_writes(prep, trainer, results, len(data.val), say)
+                if caught:
+                    stop("interrupted", f"{caught[0]} during the final writes (completed)", results)
+                    return run
+                stop("finished", "", results)
+    except TrainingStopped as exc:
+        stop("failed", str(exc))
+        raise SpecError([Diagnostic(Loc(str(run), 1, 1), f"training stopped: {exc}")]) from None
+    except WriteFailed as exc:
+        recorded = stop("failed", exc.diagnostics[0].message)
+        where = "run marked failed" if recorded else "status.json could not be updated either"
+        raise WriteFailed(exc.path, exc.reason, f"{where}; continue with --resume {run} once there is room") from None
+    except SpecError as exc:
+        if stage != "start-up" or resume is None:  # a refused resume (another architecture) leaves the run's status as it was
+            stop("failed", exc.diagnostics[0].message if exc.diagnostics else "")
+        raise
+    except KeyboardInterrupt:
+        if main:
+            _curves(prep, trainer)
+        stop("interrupted", f"SIGINT during {stage}")
+        say(f"interrupted by SIGINT during {stage}" + (f"; continue with --resume {run}" if stage != "start-up" or resume else ""))
         return run
-    results = trainer.test()
-    data.close()
-    if engine.main:
-        monitor = cfg["checkpoint"]["monitor"]
-        skipped = len(trainer.skipped)
-        extra = {"skipped_files": skipped} if skipped else {}
-        write_json(
-            run / "results.json",
-            results | {"epochs_run": len(trainer.history), "best": trainer.best, "best_epoch": trainer.best_epoch, "monitor": monitor} | extra,
-        )
-        if trainer.history:
-            plot_curves(trainer.history, run / "curves.png", f"{graph.name}: learning curves", best_epoch=trainer.best_epoch)
-        write_status(run, "finished", epoch=trainer.epoch)
-        end("finished", results)
-        say("test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items() if isinstance(v, (int, float))))
-        for line in per_class_lines(results.get("test_per_class", [])):
-            say(line)
-        if skipped:
-            say(f"left out {skipped} file(s) that could not be decoded: listed in {run / 'skipped_files.txt'}")
-        if trainer.best is not None:
-            used = monitor if len(data.val) else f"{monitor.replace('val_', 'train_')} (no validation split)"
-            say(f"best {used} {trainer.best:.4f} at epoch {trainer.best_epoch}: {run / 'best.pt'}; learning curves: {run / 'curves.png'}")
+    except BaseException as exc:
+        stop("failed", f"{type(exc).__name__}: {exc}")
+        raise
     engine.barrier()
     return run
 
 
-def evaluate(spec: str | os.PathLike[str], weights: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, **options: Any) -> dict[str, Any]:
-    """Test-split loss and metrics for a spec with trained weights, and pictures of the result beside them.
+def _curves(prep: Prepared, trainer: Any, quiet: bool = True) -> None:
+    """curves.png from the history so far (an interrupted run keeps its picture); quiet: a write that fails leaves it out."""
+    from netdsl.train.plots import plot_curves
+    from netdsl.train.run import signals_deferred
 
-    classification: a confusion matrix PNG; segmentation: per-class IoU and example predictions (image | target |
-    prediction); reconstruction: example outputs (input | output | target).
-    """
-    import torch
-
-    from netdsl.train.checkpoint import trained_module
-    from netdsl.train.loop import data_workers
-    from netdsl.train.plots import plot_confusion, plot_examples
-    from netdsl.train.sources import normalization, open_source
-    from netdsl.train.splits import Reading
-
-    prep = prepare(spec, **options)
-    require_data(prep)
-    model = trained_module(prep.graph, Path(weights))  # a bad weights file fails before the data is read
-    task = make_task(prep.cfg, prep.graph, [])
-    data = open_source(prep.cfg["data"], prep.graph.input_shape, prep.base, task.targets())
-    task.classes = list(data.classes)
-    task.check(data.classes)
-    reading = Reading(batch_size=256, workers=data_workers(prep.cfg["workers"], 1, data.streamed))
-    mean_, std_ = normalization(prep.cfg["data"], data.train, prep.graph.input_shape, reading)
-    shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
-    mean, std = torch.tensor(mean_).view(shape), torch.tensor(std_).view(shape)
-    loss_fn = task.loss_fn(prep.cfg["loss"], torch.device("cpu"))  # of the main output: the function that is exported
-    n_classes = len(data.classes)
-    matrix = [[0] * n_classes for _ in range(n_classes)]
-    meter = task.meter(prep.cfg["metrics"])
-    examples: list[tuple[Any, Any, Any]] = []
-    with torch.inference_mode(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(prep.cfg["seed"])  # the same corrupted inputs as the trainer's evaluations
-        for x, y, _ in data.test.batches(reading, epoch=0, seed=0, shuffle=False):
-            if not len(y):
-                continue
-            task.check_batch(y, "train.data")
-            target = task.target(x, y)
-            seen = task.corrupt(x) if task.name == "reconstruction" else x
-            output = model((seen - mean) / std)
-            meter.add(loss_fn(output, target), output.float(), target, seen)
-            if task.name == "classification":
-                for t, p in zip(y.tolist(), output.argmax(1).tolist()):
-                    if t < n_classes and p < n_classes:
-                        matrix[t][p] += 1
-            if len(examples) < EXAMPLES and task.name in ("segmentation", "reconstruction"):
-                for i in range(min(len(x), EXAMPLES - len(examples))):
-                    shown = task.picture(output[i].numpy())  # type: ignore[attr-defined]
-                    examples.append((seen[i].numpy(), target[i].numpy(), shown))
-    data.close()
-    n = len(data.test)
-    result: dict[str, Any] = {f"test_{k}": v for k, v in meter.result().items()} | {"test_samples": n, "task": task.name}
-    result |= {f"test_{k}": v for k, v in meter.details(task.classes).items()}
-    stem = Path(out) if out else Path(weights).with_name("confusion.png" if task.name == "classification" else "examples.png")
-    if task.name == "classification":
-        plot_confusion(matrix, data.classes, stem, f"{prep.graph.name}: test confusion matrix")
-        result |= {"confusion_matrix": matrix, "confusion_png": str(stem)}
-    elif examples:
-        plot_examples(examples, task.name, stem, f"{prep.graph.name}: test examples", task.classes)
-        result["examples_png"] = str(stem)
-    return result
+    if trainer.history:
+        with signals_deferred(), contextlib.suppress(*((WriteFailed,) if quiet else ())):
+            plot_curves(trainer.history, trainer.run / "curves.png", f"{prep.graph.name}: learning curves", best_epoch=trainer.best_epoch)
 
 
-EXAMPLES = 6  # test samples drawn by `netdsl eval` (segmentation, reconstruction)
+def _final_writes(prep: Prepared, trainer: Any, results: dict[str, Any], val_samples: int, say: Callable[[str], None]) -> None:
+    """results.json, curves.png and the closing lines of a finished run (rank 0)."""
+    from netdsl.train.checkpoint import write_json
+
+    run, monitor = trainer.run, prep.cfg["checkpoint"]["monitor"]
+    skipped = len(trainer.skipped)
+    extra = {"skipped_files": skipped} if skipped else {}
+    write_json(
+        run / "results.json",
+        results | {"epochs_run": len(trainer.history), "best": trainer.best, "best_epoch": trainer.best_epoch, "monitor": monitor} | extra,
+    )
+    _curves(prep, trainer, quiet=False)
+    say("test " + " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items() if isinstance(v, (int, float))))
+    for line in per_class_lines(results.get("test_per_class", [])):
+        say(line)
+    if skipped:
+        say(f"left out {skipped} file(s) that could not be decoded: listed in {run / 'skipped_files.txt'}")
+    if trainer.best is not None:
+        used = monitor if val_samples else f"{monitor.replace('val_', 'train_')} (no validation split)"
+        say(f"best {used} {trainer.best:.4f} at epoch {trainer.best_epoch}: {run / 'best.pt'}; learning curves: {run / 'curves.png'}")
 
 
 def per_class_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -372,58 +376,3 @@ def per_class_lines(rows: list[dict[str, Any]]) -> list[str]:
         f"  {r['pixels']:>12,} pixels"
         for r in rows
     ]
-
-
-class Predictions(list[dict[str, Any]]):
-    """predict()'s results, one dict per input, with the task that reads them (`task.line(result)`)."""
-
-    task: Any = None
-
-
-def predict(
-    spec: str | os.PathLike[str], weights: str | os.PathLike[str], images: list[str], top: int = 3, out: str | os.PathLike[str] | None = None, **options: Any
-) -> Predictions:
-    """What the task makes of each image file or .npy sample (a stacked array gives one result per sample, `file[i]`).
-
-    classification: the top-k classes; segmentation: class pixel fractions, and mask PNGs (palette) in `out`;
-    reconstruction: output images in `out`; regression: the values; multilabel: the classes that are on.
-    Inputs are read as `netdsl infer` reads them (netdsl.inputs) and normalized as the spec's data section says.
-    """
-    import torch
-
-    from netdsl.inputs import read_inputs
-    from netdsl.runtime.serving import check_finite, picture_folder, write_outputs, writes_pictures
-    from netdsl.train.checkpoint import trained_module
-    from netdsl.train.sources import load_splits
-
-    if top < 1:
-        raise SpecError([Diagnostic(Loc("--top", 1, 1), f"--top must be >= 1; got {top}")])
-    prep = prepare(spec, **options)
-    task = make_task(prep.cfg, prep.graph, [])
-    normalize = prep.cfg["data"]["normalize"]
-    if isinstance(normalize, dict) and prep.cfg["data"].get("classes"):
-        mean, std, classes = normalize["mean"], normalize["std"], prep.cfg["data"]["classes"]
-    else:
-        require_data(prep)
-        data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base, targets=task.targets())
-        mean, std, classes = data.mean, data.std, data.classes
-        data.close()
-    x, labels = read_inputs(images, prep.graph.input_shape)
-    check_finite(x, labels, "input")
-    model = trained_module(prep.graph, Path(weights))
-    shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
-    mean_t, std_t = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
-    with torch.inference_mode():
-        outputs = torch.cat([model((batch - mean_t) / std_t) for batch in torch.from_numpy(x).split(256)]).numpy()
-    check_finite(outputs, labels, "output")
-    results = Predictions({"input": label} | r for label, r in zip(labels, task.present(outputs, list(classes), top)))
-    results.task = task
-    if writes_pictures(task, outputs):
-        folder = picture_folder(None if out is None else Path(out), str(Path(weights).parent / "weights"), images, labels)
-        for r, path in zip(results, write_outputs(task, outputs, labels, folder)):
-            r["output_png"] = path
-    return results
-
-
-def results_json(results: Any) -> str:
-    return json.dumps(results, indent=2)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +15,12 @@ import torch
 
 from netdsl.errors import Diagnostic, Loc, SpecError
 from netdsl.ir import Graph
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes so that readers see the old file or the new one, never half of either."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    write_atomic(path, text.encode())
-
-
-def write_json(path: Path, value: Any) -> None:
-    write_text(path, json.dumps(value, indent=2) + "\n")
+from netdsl.train.files import WriteFailed as WriteFailed
+from netdsl.train.files import temp_name as temp_name
+from netdsl.train.files import write_atomic as write_atomic
+from netdsl.train.files import write_in_place as write_in_place
+from netdsl.train.files import write_json as write_json
+from netdsl.train.files import write_text as write_text
 
 
 def digest(value: Any, h: Any = None) -> str:
@@ -56,14 +43,31 @@ def digest(value: Any, h: Any = None) -> str:
     return str(h.hexdigest())
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save, atomically, with a SHA-256 of the contents inside the same file (one rename: no torn pair)."""
+def checkpoint_bytes(state: dict[str, Any]) -> bytes:
+    """torch.save's bytes of a state with a SHA-256 of its contents inside (one file: no torn pair)."""
     buffer = io.BytesIO()
     torch.save({**state, "sha256": digest(state)}, buffer)
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: Path, state: dict[str, Any] | bytes) -> None:
+    """torch.save, atomically, checksummed (a state, or checkpoint_bytes already made from one)."""
+    write_atomic(path, state if isinstance(state, bytes) else checkpoint_bytes(state))
 
 
 TORCH_SAVE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save: a zip archive (since 1.6), or a bare pickle (the legacy format)
+
+
+def zip_damage(data: bytes) -> str:
+    """'' if a zip archive's directory reads and every member matches its CRC-32, else what was found."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile as exc:
+        return f"not a valid zip archive ({exc}; truncated or overwritten)"
+    except Exception as exc:  # a damaged header can make zipfile fail in other ways
+        return f"not a valid zip archive ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'})"
+    return f"its member {bad} fails its CRC-32 check (overwritten bytes)" if bad else ""
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -74,8 +78,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise SpecError([Diagnostic(where, f"cannot read checkpoint: {exc.strerror}")]) from None
     if not data.startswith(TORCH_SAVE_MAGIC):
+        if data[:4] == b"\0\0\0\0":
+            raise SpecError([Diagnostic(where, "checkpoint is damaged: its first bytes are zeros (overwritten)")])
         what = "an ONNX model" if path.suffix == ".onnx" else "not a file torch.save wrote"
         raise SpecError([Diagnostic(where, f"{what}; weights come from a .pt file (a state dict or a netdsl checkpoint) or a .safetensors file")])
+    if data.startswith(b"PK") and (damage := zip_damage(data)):
+        raise SpecError([Diagnostic(where, f"checkpoint is damaged: {damage}")])
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -92,6 +100,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if expected is not None and expected != digest(state):
         raise SpecError([Diagnostic(where, "checkpoint is corrupt: its contents do not match the SHA-256 stored in it")])
     return state
+
+
+def resume_point(run: Path) -> tuple[Path, dict[str, Any], str]:
+    """The checkpoint a resume continues from, verified: last.pt, else best.pt (written at an epoch's end, after last.pt);
+    with a note when last.pt was passed over. Neither usable: one line saying what was found."""
+    problems: list[str] = []
+    for name in ("last.pt", "best.pt"):
+        path = run / name
+        if not path.exists():
+            problems.append(f"no {name}")
+            continue
+        try:
+            state = load_checkpoint(path)
+        except SpecError as exc:
+            problems.append(f"{name}: {exc.diagnostics[0].message}")
+            continue
+        note = f"{run / 'last.pt'}: {problems[0].removeprefix('last.pt: ')}; resuming from best.pt (epoch {state['epoch']})" if problems else ""
+        return path, state, note
+    raise SpecError([Diagnostic(Loc(str(run), 1, 1), "nothing to resume: " + "; ".join(problems))])
 
 
 def rng_state() -> dict[str, Any]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -59,10 +61,7 @@ def split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
     for text in args.set:
         key, value = parse_assignment(text)
         (settings if key.startswith("train.") else variables)[key] = value
-    if args.width is not None:
-        variables["width_mult"] = args.width
-    if args.depth_mult is not None:
-        variables["depth_mult"] = args.depth_mult
+    variables.update(multipliers(args))
     if getattr(args, "epochs", None) is not None:
         if args.epochs < 1:
             raise SpecError([Diagnostic(Loc("--epochs", 1, 1), f"--epochs must be >= 1, got {args.epochs}")])
@@ -70,14 +69,47 @@ def split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
     return settings, variables
 
 
+def multipliers(args: argparse.Namespace) -> dict[str, float]:
+    """--width and --depth-mult as the spec variables they set; each must be a finite number > 0."""
+    out: dict[str, float] = {}
+    for flag, value, variable in (("--width", args.width, "width_mult"), ("--depth-mult", args.depth_mult, "depth_mult")):
+        if value is None:
+            continue
+        if not math.isfinite(value) or value <= 0:
+            raise SpecError([Diagnostic(Loc(flag, 1, 1), f"{flag} must be a finite number > 0, got {value:g}")])
+        out[variable] = value
+    return out
+
+
+SPECIAL_FILES = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def check_weights_path(path: str | None) -> None:
+    """--weights names a file or a run folder, never a FIFO or a device, which torch.load would wait on or read forever."""
+    if path is None:
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return  # missing: the loader says so
+    kind = SPECIAL_FILES.get(stat.S_IFMT(mode))
+    if kind:
+        raise SpecError([Diagnostic(Loc(path, 1, 1), f"is {kind}, not a weights file")])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc must be >= 1, got {args.nproc}")])
+    if args.nnodes < 1:
+        raise SpecError([Diagnostic(Loc("--nnodes", 1, 1), f"--nnodes must be >= 1, got {args.nnodes}")])
+    if not 0 <= args.node_rank < args.nnodes:
+        raise SpecError([Diagnostic(Loc("--node-rank", 1, 1), f"--node-rank must be 0 .. {args.nnodes - 1} with --nnodes {args.nnodes}, got {args.node_rank}")])
     if (args.nproc > 1 or args.nnodes > 1) and "WORLD_SIZE" not in os.environ:
         return launch(args)
     from netdsl.train.api import train
 
     settings, variables = split_settings(args)
+    check_settings(args.spec, args.input, settings)
     run = train(
         args.spec,
         out=args.out,
@@ -90,6 +122,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {"state": "finished"}
     return 0 if status["state"] == "finished" else 130
+
+
+def check_settings(spec: str, input_shape: str | None, settings: dict[str, Any]) -> None:
+    """The train settings' checks that need no data (split fractions, data.path, ...), located in the spec as
+    `netdsl check` locates them, before a run directory is made or data is read."""
+    from netdsl.spec.formats import parse_tree
+    from netdsl.spec.load import parse_shape, read_spec
+    from netdsl.train.config import check_train_section
+
+    text, name = read_spec(spec)
+    tree = parse_tree(text, name)
+    given = input_shape if input_shape is not None else (tree.get("input") if isinstance(tree, dict) else None)
+    problems = check_train_section(tree, name, parse_shape(given), settings)
+    if problems:
+        raise SpecError(problems)
 
 
 def check_processes(nproc: int) -> None:
@@ -163,9 +210,12 @@ def launch(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from netdsl.train.api import evaluate, per_class_lines
+    from netdsl.train.api import per_class_lines
+    from netdsl.train.evaluation import evaluate
 
+    check_weights_path(args.weights)
     settings, variables = split_settings(args)
+    check_settings(args.spec, args.input, settings)
     result = evaluate(args.spec, args.weights, args.out, settings=settings, variables=variables, input_shape=args.input)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -181,8 +231,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from netdsl.train.api import predict
+    from netdsl.train.evaluation import predict
 
+    check_weights_path(args.weights)
     settings, variables = split_settings(args)
     results = predict(args.spec, args.weights, args.inputs, args.top, args.out, settings=settings, variables=variables, input_shape=args.input)
     if args.json:

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 
 from netdsl.backends.pytorch import build_module
+from netdsl.errors import Diagnostic, Loc, SpecError
 from netdsl.ir import Graph
 from netdsl.train.augment import build_augmentation
 from netdsl.train.callbacks import Callback
-from netdsl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_text
+from netdsl.train.checkpoint import checkpoint_bytes, load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_atomic, write_text
 from netdsl.train.engine import Engine, seed_everything, usable_cpus
 from netdsl.train.optim import build_optimizer, build_scheduler
 from netdsl.train.run import spec_hash
@@ -122,11 +123,20 @@ class Trainer:
             "spec_hash": self.hash,
         }
 
-    def restore(self, path: Path) -> None:
-        """Continue from a checkpoint that rank 0 reads (other machines may not see its disk) and sends to every process."""
-        state = self.engine.broadcast_object(load_checkpoint(path) if self.engine.main else None)
+    def restore(self, path: Path, loaded: dict[str, Any] | None = None) -> None:
+        """Continue from a checkpoint that rank 0 reads (other machines may not see its disk) and sends to every process.
+
+        `loaded`: the checkpoint rank 0 already read (and verified) from `path`.
+        """
+        if self.engine.main and loaded is None:
+            loaded = load_checkpoint(path)
+        state = self.engine.broadcast_object(loaded if self.engine.main else None)
+        self.check_architecture(path, state["model"])
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise SpecError([Diagnostic(Loc(str(path), 1, 1), f"the optimizer's state does not fit this run's optimizer ({exc}); start a new run")]) from None
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -137,6 +147,40 @@ class Trainer:
             set_rng_state(rngs[self.engine.rank])
         else:  # another number of processes: the data order is kept, dropout and augmentation draw anew
             seed_everything(self.cfg["seed"] + self.engine.rank + 7919 * self.global_step)
+
+    def check_architecture(self, path: Path, weights: dict[str, Any]) -> None:
+        """A resume (--allow-changes included) continues the same network: name the tensors that differ, not a torch traceback."""
+        from netdsl.backends.pytorch import check_state_dict
+
+        problem = check_state_dict(self.model, weights)
+        if problem:
+            raise SpecError(
+                [
+                    Diagnostic(
+                        Loc(str(path), 1, 1),
+                        f"the network differs from the checkpoint's: {problem}; --allow-changes accepts changed settings, not another architecture: "
+                        "start a new run (train.transfer.weights can start it from these weights)",
+                    )
+                ]
+            )
+
+    def repair_best(self, loaded: dict[str, Any]) -> bool:
+        """After a kill between the end-of-epoch writes (last.pt first, then best.pt and best.safetensors): rewrite what
+        the epoch's best files should hold from the same state, so that a resumed run leaves the files an unbroken one would.
+        True if a file was rewritten."""
+        if self.step != 0 or self.best_epoch != self.epoch or not self.engine.main:
+            return False
+        best, tensors = self.run / "best.pt", self.run / "best.safetensors"
+        try:
+            stale = load_checkpoint(best)["epoch"] != self.epoch
+        except SpecError:  # missing or damaged
+            stale = True
+        if stale:
+            save_checkpoint(best, loaded)
+        if stale or not same_tensors(tensors, loaded["model"]):
+            save_weights(tensors, loaded["model"])
+            return True
+        return False
 
     def save_last(self) -> None:
         state = self.state()
@@ -354,21 +398,20 @@ class Trainer:
         self.history.append(row)
         self.epoch, self.step, self.partial = self.epoch + 1, 0, {}
         value = self.monitored(row)
-        if value is not None and improved(value, self.cfg["checkpoint"]["mode"], 0.0, self.best):
+        better = value is not None and improved(value, self.cfg["checkpoint"]["mode"], 0.0, self.best)
+        if better:
             self.best = value
-            state = self.state()
-            if self.engine.main:
-                save_checkpoint(self.run / "best.pt", state)
-                from safetensors.torch import save_file
-
-                save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(self.run / ".best.safetensors.tmp"))
-                os.chmod(self.run / ".best.safetensors.tmp", 0o644)
-                (self.run / ".best.safetensors.tmp").replace(self.run / "best.safetensors")
+        state = self.state()  # on every rank (it gathers their RNG states)
         if self.engine.main:
+            # last.pt first: a kill between these writes leaves the epoch in last.pt, and a resume rewrites best.pt from it (repair_best)
+            data = checkpoint_bytes(state)
+            save_checkpoint(self.run / "last.pt", data)
+            if better:
+                save_checkpoint(self.run / "best.pt", data)
+                save_weights(self.run / "best.safetensors", self.model.state_dict())
             for cb in self.callbacks:
                 cb.on_epoch(row, self.history)
             self.write_skipped()
-        self.save_last()
 
     def write_skipped(self) -> None:
         if self.skipped:
@@ -412,6 +455,24 @@ class Trainer:
         metrics = meter.result() if len(self.data.test) else {}
         details = meter.details(self.task.classes) if len(self.data.test) else {}
         return {f"test_{k}": round(v, 6) for k, v in metrics.items()} | {"test_samples": len(self.data.test)} | {f"test_{k}": v for k, v in details.items()}
+
+
+def save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
+    """A state dict as .safetensors, written atomically under a temp name of this process's own."""
+    from safetensors.torch import save
+
+    write_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in weights.items()}))
+
+
+def same_tensors(path: Path, weights: dict[str, torch.Tensor]) -> bool:
+    """Whether a .safetensors file holds exactly these tensors (False when it is missing or unreadable)."""
+    from safetensors.torch import load_file
+
+    try:
+        stored = load_file(str(path))
+    except Exception:  # missing, truncated, not safetensors
+        return False
+    return stored.keys() == weights.keys() and all(torch.equal(stored[k], v.cpu()) for k, v in weights.items())
 
 
 def improved(value: float, mode: str, min_delta: float, best: float | None) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,10 +46,14 @@ def plain_image(x: np.ndarray) -> Any:
 
 
 def save_png(img: Any, path: Path) -> None:
-    """Write atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Write atomically (a temp file of this process's own + rename); a failure removes it and is one line naming the file."""
+    import io
+
+    from netdsl.train.files import write_atomic
+
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())
 
 
 def output_name(label: str) -> str:
