@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,7 +213,11 @@ def kill_and_resume(kills: int, seed: int = 0, workdir: Path | None = None, smal
         )
     equal = sum(not o.problems for o in outcomes)
     inside = sum("inside write" in o.how for o in outcomes)
-    say(f"{equal}/{kills} bitwise equal ({inside} killed inside a file write), {time.perf_counter() - began:.0f} s in all, in {base}")
+    kept = workdir is not None or equal < kills  # a temp folder of a clean experiment goes; one with a difference stays to look at
+    if not kept:
+        shutil.rmtree(base, ignore_errors=True)
+    where = f"in {base}" if kept else "work folder removed"
+    say(f"{equal}/{kills} bitwise equal ({inside} killed inside a file write), {time.perf_counter() - began:.0f} s in all, {where}")
     return equal, outcomes
 
 
