@@ -239,3 +239,20 @@ def test_an_empty_from_in_a_block_use_is_located(cli, spec_file):
     """Found by the fuzzer (swin_t.yaml, `from: []` in a block use): a SpecError without any line, before."""
     path = spec_file("netdsl: 1\nname: t\ninput: 3x32x32\nblocks:\n  b:\n    layers: [relu]\nlayers:\n  - b: {from: []}\n")
     assert check(cli, path) == f"{path}:8:15: 'from' names no layer; name one or more earlier layers, or leave it out to read the previous one"
+
+
+def test_layers_written_out_past_the_budget_are_refused_before_the_schema_check(cli, spec_file, monkeypatch):
+    # a megabyte of literal layers: jsonschema would take ~100 us each, so the budget is checked on the raw tree first
+    import netdsl.spec.load as load_module
+
+    def no_schema(*args, **kwargs):
+        raise AssertionError("the schema check ran")
+
+    monkeypatch.setattr(load_module, "validate_tree", no_schema)
+    nested = HEAD + "  - relu\n" * 9 + "  - group:\n      layers:\n" + "        - relu\n" * 12 + "  - relu\n"
+    path = spec_file(nested.replace("3x32x32", "3x32x32\nlimits: {nodes: 20}"), "literal.yaml")  # the 21st: the group's 12th, line 28
+    assert check(cli, path) == (
+        f"{path}:28:11: the network reaches at least 21 nodes with this layer, beyond the budget of 20 nodes (raise it with limits: {{nodes: N}})"
+    )
+    many = spec_file(HEAD + "  - relu\n" * (DEFAULT_NODES + 5), "many.yaml")
+    assert check(cli, many) == f"{many}:{5 + DEFAULT_NODES}:5: the network reaches at least {DEFAULT_NODES + 1:,} nodes with this layer, {NODES}"

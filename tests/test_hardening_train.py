@@ -340,3 +340,17 @@ def test_eval_that_cannot_write_its_picture_fails_first_or_keeps_the_metrics(tin
     assert str(info.value) == f"{run}:1:1: cannot write confusion.png: Permission denied (give --out)"
     assert info.value.result["test_samples"] == 48 and 0 <= info.value.result["test_accuracy"] <= 1  # the metrics are not lost
     assert temp_files(run) == []
+
+
+def test_a_fifo_or_device_as_weights_is_refused_without_reading(tmp_path):
+    # train.transfer.weights and every checkpoint reader: torch.load would wait on a FIFO forever or read /dev/zero whole
+    from netdsl.train.checkpoint import load_checkpoint, weights_from_file
+
+    os.mkfifo(tmp_path / "w.pt")
+    (tmp_path / "zero.pt").symlink_to("/dev/zero")
+    with pytest.raises(SpecError) as info:
+        weights_from_file(tmp_path / "w.pt")
+    assert str(info.value) == f"{tmp_path / 'w.pt'}:1:1: is a FIFO, not a weights file"
+    with pytest.raises(SpecError) as info:
+        load_checkpoint(tmp_path / "zero.pt")
+    assert str(info.value) == f"{tmp_path / 'zero.pt'}:1:1: is a character device, not a checkpoint"

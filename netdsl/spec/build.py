@@ -19,7 +19,7 @@ from netdsl.ir import INPUT, Graph, Group, Node
 from netdsl.layers import LAYERS, canonical
 from netdsl.layers.base import ArgKind, Layer, Shape, fmt_shape
 from netdsl.spec.expr import ExprError, evaluate, interpolate
-from netdsl.spec.limits import DEFAULT_NODES, parse_amount
+from netdsl.spec.limits import DEFAULT_NODES, node_budget
 from netdsl.spec.names import PORT_SEPARATOR, name_problem
 from netdsl.spec.params import REQUIRED, Param, declare_all
 from netdsl.spec.schema import COMMON, STRUCTURAL
@@ -732,16 +732,6 @@ def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, 
         str(tree["name"]), input_shape, tuple(builder.nodes), outputs[0], tuple(builder.groups), file, dict(variables), init, tuple(outputs[1:]), names
     )
     return graph, []
-
-
-def node_budget(tree: YMap) -> int:
-    """The spec's `limits.nodes`, or the default."""
-    limits = tree.get("limits")
-    raw = limits.get("nodes") if isinstance(limits, YMap) else None
-    try:
-        return DEFAULT_NODES if raw is None else parse_amount(raw)
-    except ValueError:
-        return DEFAULT_NODES  # the schema has reported it
 
 
 def block_defs(tree: YMap, sources: Iterable[tuple[str, YMap]] = ()) -> tuple[dict[str, BlockDef], list[Diagnostic]]:

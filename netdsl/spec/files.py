@@ -103,6 +103,16 @@ def decode(data: bytes) -> str:
         raise FileProblem(f"not UTF-8 text (byte 0x{data[start]:02x}: {exc.reason})", line, col, in_text=True) from None
 
 
+def special_kind(path: str | os.PathLike[str]) -> str | None:
+    """'a FIFO', 'a character device', ... for a file that reading would block on or never finish; None for a regular
+    file, a directory or a missing path (their readers say what is wrong)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
 def _check_kind(info: os.stat_result, limit: int) -> None:
     kind = _KINDS.get(stat.S_IFMT(info.st_mode))
     if not stat.S_ISREG(info.st_mode):

@@ -17,7 +17,7 @@ from netdsl.spec.build import block_defs, build_graph
 from netdsl.spec.files import read_spec_text
 from netdsl.spec.formats import parse_tree
 from netdsl.spec.imports import load_libraries
-from netdsl.spec.limits import check_limits
+from netdsl.spec.limits import check_limits, written_layers_over_budget
 from netdsl.spec.params import REQUIRED, declare_all
 from netdsl.spec.validate import validate_tree
 from netdsl.spec.yaml_tree import YMap, load_yaml
@@ -93,7 +93,7 @@ def load_tree(
     known = [name for _, blocks in libraries for name in blocks]
     if isinstance(tree, YMap) and isinstance(tree.get("blocks"), YMap):
         known += list(tree["blocks"])
-    problems += validate_tree(tree, file, blocks=known)
+    problems += written_layers_over_budget(tree) or validate_tree(tree, file, blocks=known)
     if problems:
         raise SpecError(problems)
     assert isinstance(tree, YMap)

@@ -15,6 +15,7 @@ import torch
 
 from netdsl.errors import Diagnostic, Loc, SpecError
 from netdsl.ir import Graph
+from netdsl.spec.files import special_kind
 from netdsl.train.files import WriteFailed as WriteFailed
 from netdsl.train.files import temp_name as temp_name
 from netdsl.train.files import write_atomic as write_atomic
@@ -73,6 +74,8 @@ def zip_damage(data: bytes) -> str:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint verified against its checksum; a truncated or corrupt file is a clear one-line error."""
     where = Loc(str(path), 1, 1)
+    if kind := special_kind(path):  # torch.load would wait on a FIFO or read a device forever
+        raise SpecError([Diagnostic(where, f"is {kind}, not a checkpoint")])
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -147,6 +150,8 @@ def weights_from_file(path: Path) -> dict[str, torch.Tensor]:
     where = Loc(str(path), 1, 1)
     if not path.exists():
         raise SpecError([Diagnostic(where, "no such weights file")])
+    if kind := special_kind(path):  # train.transfer.weights, --weights: never wait on a FIFO or read a device
+        raise SpecError([Diagnostic(where, f"is {kind}, not a weights file")])
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

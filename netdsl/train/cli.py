@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import os
-import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -81,19 +80,12 @@ def multipliers(args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
-SPECIAL_FILES = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
-
-
 def check_weights_path(path: str | None) -> None:
     """--weights names a file or a run folder, never a FIFO or a device, which torch.load would wait on or read forever."""
-    if path is None:
-        return
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return  # missing: the loader says so
-    kind = SPECIAL_FILES.get(stat.S_IFMT(mode))
-    if kind:
+    from netdsl.spec.files import special_kind
+
+    kind = special_kind(path) if path is not None else None
+    if path is not None and kind:
         raise SpecError([Diagnostic(Loc(path, 1, 1), f"is {kind}, not a weights file")])
 
 
