@@ -107,7 +107,10 @@ def test_a_50_mb_net_file_is_refused_the_same_way(tmp_path):
 def test_the_size_limit_can_be_raised_and_must_be_a_number(tmp_path, monkeypatch, cli):
     path = tmp_path / "long.yaml"
     path.write_text("netdsl: 1\nname: t\ninput: 3x4x4\nlayers: [relu]\n" + "# padding\n" * (DEFAULT_MAX_SPEC_BYTES // 10))
-    assert errors(cli, str(path)) == [f"{path}:1:1: 1.0 MB is larger than the 1 MB a spec file may have (set NETDSL_MAX_SPEC_BYTES to raise it)"]
+    size = path.stat().st_size  # just over the limit: bytes, not "1.0 MB is larger than the 1 MB"
+    assert errors(cli, str(path)) == [
+        f"{path}:1:1: {size:,} bytes is larger than the 1,000,000 bytes a spec file may have (set NETDSL_MAX_SPEC_BYTES to raise it)"
+    ]
     monkeypatch.setenv("NETDSL_MAX_SPEC_BYTES", "2000000")
     assert netdsl.load(path).output_shape == (3, 4, 4)
     monkeypatch.setenv("NETDSL_MAX_SPEC_BYTES", "64")

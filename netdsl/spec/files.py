@@ -118,7 +118,10 @@ def _check_kind(info: os.stat_result, limit: int) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise FileProblem(f"is {kind}, not a spec file" if kind else "is not a regular file, so not a spec file")
     if info.st_size > limit:
-        raise FileProblem(f"{megabytes(info.st_size)} is larger than the {megabytes(limit, exact=True)} a spec file may have (set {SIZE_VARIABLE} to raise it)")
+        size, cap = megabytes(info.st_size), megabytes(limit, exact=True)
+        if info.st_size < 1.1 * limit:  # "1.0 MB is larger than the 1 MB": give the bytes
+            size, cap = f"{info.st_size:,} bytes", f"{limit:,} bytes"
+        raise FileProblem(f"{size} is larger than the {cap} a spec file may have (set {SIZE_VARIABLE} to raise it)")
 
 
 def _read_at_most(fd: int, size: int) -> bytes:
