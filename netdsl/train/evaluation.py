@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -154,7 +153,3 @@ def predict(
         for r, path in zip(results, write_outputs(task, outputs, labels, folder)):
             r["output_png"] = path
     return results
-
-
-def results_json(results: Any) -> str:
-    return json.dumps(results, indent=2)
