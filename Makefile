@@ -6,13 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench schema zoo-full fuzz kill-resume clean
+.PHONY: demo test lint typecheck browser light-installs bench schema zoo-full fuzz kill-resume clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH)'
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,8 +20,17 @@ demo: $(STAMP)
 	$(BIN)/netdsl summarize specs/lenet5.yaml
 	$(BIN)/netdsl train specs/lenet5.yaml
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) browser lint typecheck
 	$(BIN)/python -m pytest -n auto --dist loadfile
+
+# The draw page's test opens it in Debian's headless Chromium (which also brings libcairo2 for cairosvg's PNG and PDF).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# netdsl without the heavy groups, in fresh venvs inside the repository: the core (check, summarize, draw; no torch)
+# and [runtime] (infer on a model this .venv exports; no torch). Prints each venv's size and install time.
+light-installs: $(STAMP)
+	PYTHON=$(PYTHON) MAIN=$(BIN) bash tests/light_installs.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,6 +47,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_onnx.py
 	$(BIN)/python bench/bench_data.py
 	$(BIN)/python bench/bench_tasks.py
+	$(BIN)/python bench/bench_int8.py
+	$(BIN)/python bench/bench_draw.py
 
 zoo-full: $(STAMP)
 	NETDSL_FULL_ZOO=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/test_torch_backend.py tests/test_onnx_zoo.py
@@ -53,4 +64,4 @@ schema: $(STAMP)
 	$(BIN)/python -c "import json; from netdsl.spec.schema import build_schema; open('netdsl/schema.json', 'w').write(json.dumps(build_schema(), indent=1) + '\n')"
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV)-core $(VENV)-runtime build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -29,8 +29,8 @@ from netdsl.train.splits import Reading  # noqa: E402
 HAND_SCRIPT = """
 import time; t0 = time.perf_counter()
 import torch, torch.nn as nn, torch.nn.functional as F
-from sklearn.datasets import load_digits
-d = load_digits(); x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16; y = torch.tensor(d.target)
+from netdsl.train.sources import read_digits
+x, y, _ = read_digits()
 x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
 perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0)); tr, te = perm[:1258], perm[1438:]
 x = (x - x[tr].mean()) / x[tr].std()

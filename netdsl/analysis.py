@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from netdsl.ir import Graph, Node
 from netdsl.layers.base import Shape
+
+if TYPE_CHECKING:
+    from netdsl.memory import BatchMemory
 
 FLOAT_BYTES = 4  # float32 parameters and activations
 COUNTER_BYTES = 8  # BatchNorm's num_batches_tracked is an int64 scalar
@@ -26,6 +30,8 @@ class Row:
     depth: int
     is_header: bool = False  # a group shown expanded: its children follow and carry the numbers
     output: str = ""  # the output name when this node is one of several outputs (`outputs:` in the spec)
+    input_shapes: tuple[Shape, ...] = ()  # the shape of each input; a rolled-up group: of each input from outside it
+    connected: tuple[str, ...] = ()  # the rows it reads ("input", a node, a rolled-up group; "pool[1]": output 1 of pool)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class Report:
     memory: Memory
     rows: tuple[Row, ...]
     outputs: tuple[Output, ...] = ()  # every output, the main one first
+    batch_memory: BatchMemory | None = None  # memory for a batch (summarize --batch/--train): netdsl.memory
 
     @property
     def frozen(self) -> int:
@@ -81,7 +88,8 @@ def node_row(node: Node, depth: int, freeze: tuple[str, ...] = ()) -> Row:
         trainable = sum(math.prod(s) for p, s in node.params() if not any(freeze_matches(p, pattern) for pattern in freeze))
     else:
         trainable = params
-    return Row(node.name, node.op, node.shape, params, trainable, node.buffer_count(), node.macs(), depth)
+    connected = tuple(name if node.port(i) == 0 else f"{name}[{node.port(i)}]" for i, name in enumerate(node.inputs))
+    return Row(node.name, node.op, node.shape, params, trainable, node.buffer_count(), node.macs(), depth, input_shapes=node.input_shapes, connected=connected)
 
 
 def analyze(graph: Graph, depth: int | None = None, freeze: tuple[str, ...] = ()) -> Report:
@@ -118,7 +126,10 @@ def analyze(graph: Graph, depth: int | None = None, freeze: tuple[str, ...] = ()
 
 
 def rollup(graph: Graph, leaves: list[Row], depth: int | None) -> list[Row]:
-    """Rows at a depth: nodes within it, groups at its edge summed, expanded groups as header rows."""
+    """Rows at a depth: nodes within it, groups at its edge summed, expanded groups as header rows.
+
+    A row's `connected` names rows as shown: an input inside a rolled-up group is that group; a group reads what its
+    members read from outside it."""
     kinds = {g.path: g.kind for g in graph.groups}
     out: list[Row] = []
     shown: set[str] = set()
@@ -132,12 +143,14 @@ def rollup(graph: Graph, leaves: list[Row], depth: int | None) -> list[Row]:
                 break
             shown.add(prefix)
             out.append(Row(prefix, kinds[prefix], node.shape, 0, 0, 0, 0, k, is_header=True))
+        inputs = [(_visible(name, depth), shape) for name, shape in zip(row.connected, row.input_shapes)]
         if depth is None or len(parts) <= depth:
-            out.append(row)
+            out.append(replace(row, connected=tuple(name for name, _ in inputs)))
             continue
         prefix = ".".join(parts[:depth])
         if out and out[-1].name == prefix and not out[-1].is_header:
             last = out[-1]
+            outside = [(n, sh) for n, sh in inputs if n != prefix and n not in last.connected]
             out[-1] = Row(
                 prefix,
                 last.type,
@@ -147,7 +160,31 @@ def rollup(graph: Graph, leaves: list[Row], depth: int | None) -> list[Row]:
                 last.buffers + row.buffers,
                 last.macs + row.macs,
                 depth,
+                input_shapes=last.input_shapes + tuple(sh for _, sh in outside),
+                connected=last.connected + tuple(n for n, _ in outside),
             )
         else:
-            out.append(Row(prefix, kinds.get(prefix, "group"), row.output_shape, row.params, row.trainable, row.buffers, row.macs, depth))
+            outside = list(dict(n_sh for n_sh in inputs if n_sh[0] != prefix).items())
+            out.append(
+                Row(
+                    prefix,
+                    kinds.get(prefix, "group"),
+                    row.output_shape,
+                    row.params,
+                    row.trainable,
+                    row.buffers,
+                    row.macs,
+                    depth,
+                    input_shapes=tuple(sh for _, sh in outside),
+                    connected=tuple(n for n, _ in outside),
+                )
+            )
     return out
+
+
+def _visible(name: str, depth: int | None) -> str:
+    """The row a node shows up in at a depth: itself, or the group it is rolled up into ("pool[1]" keeps its port)."""
+    if depth is None:
+        return name
+    parts = name.partition("[")[0].split(".")
+    return name if len(parts) <= depth else ".".join(parts[:depth])

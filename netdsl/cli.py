@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from netdsl.completion import cmd_completion
 from netdsl.errors import Diagnostic, Loc, SpecError, os_error_line, render_source_line
 from netdsl.runtime.cli import COMMANDS as ONNX_COMMANDS
 from netdsl.runtime.cli import add_commands as add_onnx_commands
@@ -48,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def spec_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--input", metavar="CxHxW", help="override the spec's input shape, e.g. 3x64x64")
-        p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a spec parameter (repeatable)")
+        p.add_argument(
+            "--set",
+            metavar="KEY=VALUE",
+            action="append",
+            default=[],
+            help="a spec parameter (num_classes=10) or a train setting (train.optimizer.lr=0.01); repeatable",
+        )
         p.add_argument("--width", type=float, metavar="W", help="width multiplier (sets the spec's 'width_mult' variable)")
         p.add_argument("--depth-mult", type=float, metavar="D", help="depth multiplier (sets the spec's 'depth_mult' variable)")
 
@@ -57,19 +64,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--depth", type=int, default=3, metavar="N", help="nesting depth of rows (default 3; 0 = all)")
     p.add_argument("--torch", action="store_true", help="also build the PyTorch module on the meta device and cross-check counts and shapes")
+    p.add_argument(
+        "--columns",
+        metavar="LIST",
+        help="table columns in order, from input,output,params,trainable,buffers,macs,connected (default output,params,macs); --json has them all",
+    )
+    p.add_argument("--batch", type=int, metavar="N", help="also estimate memory for a batch of N samples (with --train default: the spec's train.batch_size)")
+    p.add_argument(
+        "--train", action="store_true", help="estimate training memory: activations kept for backward, parameters, gradients, the spec's optimizer's state"
+    )
     spec_options(p)
 
     p = sub.add_parser("check", help="validate specs: exit 0, or 2 with located errors")
-    p.add_argument("specs", nargs="+")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml or .net)")
     spec_options(p)
 
     p = sub.add_parser("expand", help="print the resolved flat spec: blocks and repeats unrolled, defaults filled in")
-    p.add_argument("spec")
+    p.add_argument("spec", help=SPEC_HELP)
     spec_options(p)
 
     p = sub.add_parser("diff", help="layers added, removed or changed between two specs; exit 1 if they differ")
-    p.add_argument("a")
-    p.add_argument("b")
+    p.add_argument("a", metavar="SPEC_A", help="the spec compared from")
+    p.add_argument("b", metavar="SPEC_B", help="the spec compared to")
     spec_options(p)
 
     sub.add_parser("schema", help="print the spec JSON Schema (for editors, e.g. yaml-language-server)")
@@ -83,14 +99,56 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--out", required=True, metavar="FOLDER", help="where the shards and index.json go")
     q.add_argument("--shard-size", type=int, default=1000, metavar="N", help="samples per shard (default 1000)")
 
+    p = sub.add_parser("draw", help="a picture of the network: SVG, a self-contained HTML page (clusters open on click), PNG or PDF")
+    p.add_argument("spec", help="the spec file (.yaml or .net)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the picture; its suffix picks the format (.svg, .html, .png, .pdf)")
+    p.add_argument("--format", choices=("svg", "html", "png", "pdf"), help="write this format whatever the suffix")
+    p.add_argument("--depth", type=int, default=2, metavar="N", help="nesting depth of clusters shown open, like summarize's (default 2; 0 = all)")
+    p.add_argument("--direction", choices=("TB", "LR"), default="TB", help="top-to-bottom (default) or left-to-right")
+    p.add_argument("--only", metavar="PATH", help="draw only this group, block or repeat (its dotted path, as summarize lists it), e.g. layer2.0")
+    spec_options(p)
+
     p = sub.add_parser("convert", help="write a spec in the other format: YAML <-> text (.net), comments kept")
-    p.add_argument("spec")
+    p.add_argument("spec", help=SPEC_HELP)
     p.add_argument("-o", "--output", metavar="FILE", help="write here (the format follows its suffix); default: print in the other format")
 
     p = sub.add_parser("fmt", help="rewrite specs (YAML or .net) in canonical layout, keeping comments")
-    p.add_argument("specs", nargs="+")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml or .net) to rewrite in place")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is not formatted")
+
+    p = sub.add_parser("completion", help="print a shell completion script: subcommands, options, spec and model files")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell the script is for")
+    _finish_help(parser, [])
     return parser
+
+
+SPEC_HELP = "a spec file (.yaml or .net)"
+POSITIONAL_HELP = {"spec": SPEC_HELP, "specs": "spec files (.yaml or .net)"}  # where a command gives none of its own
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as argparse does, but keeps the `examples:` epilog's lines as written (a RawDescriptionHelpFormatter
+    would leave long descriptions unwrapped too)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _finish_help(parser: argparse.ArgumentParser, path: list[str]) -> None:
+    """Give every subcommand its examples epilog (netdsl/cli_examples.py), and positionals without help the common one."""
+    from netdsl.cli_examples import epilog
+
+    parser.formatter_class = _HelpFormatter
+    if path:
+        parser.epilog = epilog(" ".join(path))
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                _finish_help(child, [*path, name])
+        elif action.help is None and not action.option_strings:
+            action.help = POSITIONAL_HELP.get(action.dest)
 
 
 def _load(path: str, args: argparse.Namespace) -> Any:
@@ -125,19 +183,46 @@ def _load_with_freeze(args: argparse.Namespace) -> tuple[Any, tuple[str, ...]]:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from netdsl.analysis import analyze
+    from netdsl.errors import input_error
     from netdsl.input_sizes import input_rule
-    from netdsl.summary import render_json, render_table
+    from netdsl.memory import batch_memory
+    from netdsl.summary import DEFAULT_COLUMNS, parse_columns, render_json, render_table
 
     if args.depth < 0:
-        raise SpecError([Diagnostic(Loc("--depth", 1, 1), f"--depth must be >= 0, got {args.depth}")])
+        raise SpecError([Diagnostic(Loc.argument("--depth"), f"--depth must be >= 0, got {args.depth}")])
+    if args.batch is not None and args.batch < 1:
+        raise input_error("--batch", f"--batch must be >= 1, got {args.batch}")
+    columns = DEFAULT_COLUMNS if args.columns is None else parse_columns(args.columns)
     graph, freeze = _load_with_freeze(args)
     report = analyze(graph, args.depth or None, freeze)
+    if args.batch is not None or args.train:
+        train = _summarize_train_settings(args) if args.train else None
+        batch = args.batch or (train or {}).get("batch_size", 1)
+        optimizer = train["optimizer"] if train else None
+        report = replace(report, batch_memory=batch_memory(graph, report.memory, batch, report.trainable, optimizer, freeze))
     rule = input_rule(graph)
-    sys.stdout.write(render_json(report, rule) if args.json else render_table(report, rule))
+    sys.stdout.write(render_json(report, rule) if args.json else render_table(report, rule, columns))
     if args.torch:
         return torch_cross_check(graph, report)
     return 0
+
+
+def _summarize_train_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec's train settings with --set train.X=V applied and every default filled in (the optimizer, batch_size)."""
+    from netdsl.spec.formats import parse_tree
+    from netdsl.spec.load import read_spec
+    from netdsl.spec.yaml_tree import plain
+    from netdsl.train.api import apply_settings
+    from netdsl.train.cli import split_settings
+    from netdsl.train.config import resolve
+
+    settings, _ = split_settings(args)
+    tree = parse_tree(*read_spec(args.spec))
+    train = tree.get("train") if isinstance(tree, dict) else None
+    return resolve(apply_settings(plain(train or {}), settings))
 
 
 def torch_cross_check(graph: Any, report: Any) -> int:
@@ -219,12 +304,26 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from netdsl.convert import convert_file
 
     if args.output is not None and not args.output.strip():
-        raise SpecError([Diagnostic(Loc("--output", 1, 1), "-o/--output needs a file name, e.g. -o model.net")])
+        raise SpecError([Diagnostic(Loc.argument("--output"), "-o/--output needs a file name, e.g. -o model.net")])
     text = convert_file(args.spec, args.output)
     if args.output is None:
         sys.stdout.write(text)
     else:
         print(f"{args.spec} -> {args.output}")
+    return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    from netdsl.draw import draw, picture_format
+    from netdsl.errors import input_error
+    from netdsl.train.files import write_atomic
+
+    if args.depth < 0:
+        raise input_error("--depth", f"--depth must be >= 0 (0 = every cluster open), got {args.depth}")
+    fmt = picture_format(args.output, args.format)
+    data = draw(_load(args.spec, args), fmt, args.depth or None, args.direction, args.only)
+    write_atomic(Path(args.output), data)
+    print(f"{args.spec} -> {args.output}")
     return 0
 
 
@@ -297,7 +396,9 @@ COMMANDS = {
     "diff": cmd_diff,
     "schema": cmd_schema,
     "convert": cmd_convert,
+    "draw": cmd_draw,
     "fmt": cmd_fmt,
+    "completion": cmd_completion,
     "data": cmd_data,
 }
 
@@ -334,6 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         if _out_of_memory(exc):  # torch's allocators raise RuntimeError (CPU) or torch.OutOfMemoryError (CUDA)
             _say(f"netdsl: out of memory: {(str(exc).strip().splitlines() or [''])[0][:300]}")
+            return EXIT_USAGE
+        from netdsl.extras import missing_extra_line
+
+        if missing := missing_extra_line(exc, argv):  # an optional group (pip extra) is not installed: name it
+            _say(missing)
             return EXIT_USAGE
         _say(internal_error_line(exc))
         return EXIT_INTERNAL

@@ -54,6 +54,12 @@ def convert_file(source: str | os.PathLike[str], target: str | os.PathLike[str] 
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and os.replace, so a reader never sees half a file."""
     try:
@@ -63,8 +69,7 @@ def write_atomically(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
-        if path.exists():
-            os.chmod(temp, path.stat().st_mode & 0o7777)
+        os.chmod(temp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -10,14 +10,19 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, order=True)
 class Loc:
-    """A 1-based position in a spec file."""
+    """A 1-based position in a spec file; line 0 means "not in a file": a command-line argument (see Loc.argument)."""
 
     file: str
     line: int
     col: int
 
+    @classmethod
+    def argument(cls, text: str) -> Loc:
+        """The location of a command-line argument as the user typed it (`--set train.lr=0.1`, `--batch`): printed without :line:col."""
+        return cls(text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii"), 0, 0)
+
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return self.file if self.line == 0 else f"{self.file}:{self.line}:{self.col}"
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,14 @@ def render_source_line(diag: Diagnostic, text: str) -> str:
     return f"  {line}\n  {' ' * (diag.loc.col - 1)}^"
 
 
+def given_loc(where: str) -> Loc:
+    """Where a thing the user gave is: an option (`--batch`) as itself, `--batch: ...`; a file at its start, `path:1:1: ...`."""
+    return Loc.argument(where) if where.startswith("-") else Loc(where, 1, 1)
+
+
 def input_error(where: str, message: str) -> SpecError:
     """A one-line error about a file or option the user gave (a weights file, a model, --provider): exit 2 at the CLI."""
-    return SpecError([Diagnostic(Loc(where, 1, 1), message)])
+    return SpecError([Diagnostic(given_loc(where), message)])
 
 
 OS_REASONS = {

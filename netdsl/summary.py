@@ -5,8 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from netdsl.analysis import Report
+from netdsl.analysis import Report, Row
+from netdsl.errors import did_you_mean, input_error
 from netdsl.layers.base import Shape
+
+COLUMNS = {
+    "input": "Input shape",
+    "output": "Output shape",
+    "params": "Params",
+    "trainable": "Trainable",
+    "buffers": "Buffers",
+    "macs": "MACs",
+    "connected": "Connected to",
+}
+"""The columns `summarize --columns` may choose, with their headings; Layer and Type always come first."""
+DEFAULT_COLUMNS = ("output", "params", "macs")
+NUMERIC = ("params", "trainable", "buffers", "macs")
 
 
 def shape_text(shape: Shape) -> str:
@@ -28,21 +42,52 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def render_table(report: Report, input_rule: object = None) -> str:
-    """The summary table: every numeric column sums to the Total row and the footer."""
-    headers = ("Layer", "Type", "Output shape", "Params", "MACs")
+def parse_columns(text: str) -> tuple[str, ...]:
+    """`--columns input,output,params`: the chosen columns in order, or a one-line error naming the bad one."""
+    names = tuple(word.strip() for word in text.split(","))
+    choices = ", ".join(COLUMNS)
+    for name in names:
+        if not name:
+            raise input_error("--columns", f"an empty column name in '{text}'; give names separated by commas, from: {choices}")
+        if name not in COLUMNS:
+            raise input_error("--columns", f"unknown column '{name}'{did_you_mean(name, COLUMNS)} (columns: {choices})")
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated:
+        raise input_error("--columns", f"column '{repeated}' is given twice")
+    return names
+
+
+def _cell(r: Row, column: str) -> str:
+    if column == "input":
+        return ", ".join(shape_text(s) for s in r.input_shapes)
+    if column == "output":
+        return shape_text(r.output_shape)
+    if column == "connected":
+        return ", ".join(r.connected)
+    return f"{getattr(r, column):,}"
+
+
+def _total_cell(report: Report, column: str) -> str:
+    if column == "output":
+        return shape_text(report.output_shape)
+    return f"{getattr(report, column):,}" if column in NUMERIC else ""
+
+
+def render_table(report: Report, input_rule: object = None, columns: tuple[str, ...] = DEFAULT_COLUMNS) -> str:
+    """The summary table with the chosen columns: every numeric column sums to the Total row and the footer."""
+    headers = ("Layer", "Type", *(COLUMNS[c] for c in columns))
     body: list[tuple[str, ...]] = []
     for r in report.rows:
         indent = "  " * (r.depth - 1)
         if r.is_header:
-            body.append((indent + r.name, r.type, "", "", ""))
+            body.append((indent + r.name, r.type, *("" for _ in columns)))
         else:
             frozen = " (frozen)" if r.trainable < r.params else ""
             output = f" (output {r.output})" if r.output else ""
-            body.append((indent + r.name, r.type + frozen + output, shape_text(r.output_shape), f"{r.params:,}", f"{r.macs:,}"))
-    total = ("Total", "", shape_text(report.output_shape), f"{report.params:,}", f"{report.macs:,}")
+            body.append((indent + r.name, r.type + frozen + output, *(_cell(r, c) for c in columns)))
+    total = ("Total", "", *(_total_cell(report, c) for c in columns))
     widths = [max(len(h), *(len(row[i]) for row in [*body, total])) for i, h in enumerate(headers)]
-    right = (False, False, False, True, True)
+    right = (False, False, *(c in NUMERIC for c in columns))
 
     def line(cells: tuple[str, ...]) -> str:
         return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
@@ -65,9 +110,31 @@ def render_table(report: Report, input_rule: object = None) -> str:
             f"params {human_bytes(m.param_bytes)}, buffers {human_bytes(m.buffer_bytes)}, total {human_bytes(m.total_bytes)}"
         ),
     ]
+    if report.batch_memory is not None:
+        lines += _batch_lines(report)
     if input_rule is not None:
         lines.append(f"Accepted input sizes: {input_rule} (from the shape rules)")
     return "\n".join(lines) + "\n"
+
+
+def _batch_lines(report: Report) -> list[str]:
+    """Memory for a batch: inference, and the training breakdown when it was asked for."""
+    b, m = report.batch_memory, report.memory
+    assert b is not None
+    lines = [
+        f"Memory for a batch of {b.batch} (float32, inference): input {human_bytes(b.batch * m.input_bytes)}, "
+        f"activations {human_bytes(b.batch * m.activation_bytes)}, params {human_bytes(m.param_bytes)}, "
+        f"buffers {human_bytes(m.buffer_bytes)}, total {human_bytes(b.inference_bytes)}"
+    ]
+    t = b.training
+    if t is not None:
+        states = f"{t.state_per_param} state tensor{'s' * (t.state_per_param != 1)} per trainable parameter"
+        lines.append(f"Training memory for a batch of {b.batch} (float32; optimizer {t.optimizer}, {states}): {human_bytes(t.total_bytes)}")
+        lines.append(
+            f"  activations kept for backward {human_bytes(t.saved_bytes)}, params {human_bytes(t.param_bytes)}, "
+            f"gradients {human_bytes(t.gradient_bytes)}, optimizer state {human_bytes(t.optimizer_bytes)}, buffers {human_bytes(t.buffer_bytes)}"
+        )
+    return lines
 
 
 def _outputs_text(report: Report) -> str:
@@ -79,7 +146,7 @@ def _outputs_text(report: Report) -> str:
 def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
     """The machine-readable summary (`summarize --json`)."""
     m = report.memory
-    return {
+    out = {
         "name": report.name,
         "input_shape": list(report.input_shape),
         "output_shape": list(report.output_shape),
@@ -99,7 +166,9 @@ def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
             {
                 "name": r.name,
                 "type": r.type,
+                "input_shapes": [list(x) for x in r.input_shapes],
                 "output_shape": list(r.output_shape),
+                "connected": list(r.connected),
                 "params": r.params,
                 "trainable": r.trainable,
                 "buffers": r.buffers,
@@ -109,6 +178,28 @@ def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
             if not r.is_header
         ],
     }
+    if report.batch_memory is not None:
+        out["batch_memory"] = _batch_dict(report)
+    return out
+
+
+def _batch_dict(report: Report) -> dict[str, Any]:
+    b = report.batch_memory
+    assert b is not None
+    out: dict[str, Any] = {"batch": b.batch, "inference_bytes": b.inference_bytes, "training": None}
+    t = b.training
+    if t is not None:
+        out["training"] = {
+            "optimizer": t.optimizer,
+            "state_per_param": t.state_per_param,
+            "saved_activation_bytes": t.saved_bytes,
+            "param_bytes": t.param_bytes,
+            "gradient_bytes": t.gradient_bytes,
+            "optimizer_bytes": t.optimizer_bytes,
+            "buffer_bytes": t.buffer_bytes,
+            "total_bytes": t.total_bytes,
+        }
+    return out
 
 
 def render_json(report: Report, input_rule: object = None) -> str:

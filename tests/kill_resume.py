@@ -2,7 +2,7 @@
 
     python tests/kill_resume.py --kills 20            # prints "20/20 bitwise equal" and the timing
 
-One uninterrupted run first (specs/lenet5.yaml on scikit-learn's digits, 4 epochs, a checkpoint every 7 steps as
+One uninterrupted run first (specs/lenet5.yaml on the digits shipped in netdsl, 4 epochs, a checkpoint every 7 steps as
 well as at each epoch's end, CPU, one thread); then N runs, each killed with SIGKILL once, at a seeded moment:
 half at a random time in the training, half while a checkpoint or run file is being written (the driver watches for the temp file
 of the k-th write and kills while it is there; the child process pauses 30 ms before each rename so the kill can

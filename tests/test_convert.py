@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 
 import pytest
@@ -140,3 +141,16 @@ def test_converting_a_broken_file_reports_its_errors(cli, spec_file):
     code, _, err = cli("convert", str(path), "-o", str(path.with_suffix(".yaml")))
     assert code == 2 and err.startswith(f"{path}:4:9: unexpected end of file")
     assert not path.with_suffix(".yaml").exists()
+
+
+def test_convert_gives_a_new_file_the_mode_open_would(cli, tmp_path):
+    """mkstemp creates 0600; a new file written through it gets 0666 less the umask, as open() gives."""
+    old = os.umask(0o022)
+    try:
+        assert cli("convert", str(SPECS / "lenet5.yaml"), "-o", str(tmp_path / "new.net"))[0] == 0
+        os.umask(0o027)
+        assert cli("convert", str(SPECS / "lenet5.yaml"), "-o", str(tmp_path / "private.net"))[0] == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.net").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "private.net").stat().st_mode) == 0o640

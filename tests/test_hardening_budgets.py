@@ -170,7 +170,7 @@ def test_input_given_on_the_command_line_is_located_there(cli, spec_file):
     code, _, err = cli("check", str(path), "--input", "3x100000x100000")
     assert code == 2
     assert err.splitlines() == [
-        "--input:1:1: input 3x100000x100000 gives 3,000,000,000,100 parameters, beyond the default budget of 1,000,000,000,000 "
+        "--input: input 3x100000x100000 gives 3,000,000,000,100 parameters, beyond the default budget of 1,000,000,000,000 "
         "(raise it with limits: {params: 4T}); biggest: 1 3,000,000,000,100 (100%)"
     ]
 

@@ -110,7 +110,7 @@ def test_spec_parameters_with_choices_check_set():
     text = HEAD + "params: {shortcut: {default: A, choices: [A, B]}}\nlayers: [relu]\n"
     with pytest.raises(SpecError) as info:
         netdsl.load_text(text, "t.yaml", variables={"shortcut": "C"})
-    assert [str(d) for d in info.value.diagnostics] == ["--set:1:1: parameter 'shortcut': 'C' is not one of A, B"]
+    assert [str(d) for d in info.value.diagnostics] == ["--set shortcut=C: parameter 'shortcut': 'C' is not one of A, B"]
 
 
 def test_library_blocks_do_not_see_the_spec_parameters_but_the_spec_blocks_do():

@@ -109,7 +109,7 @@ def test_python_examples_print_what_their_comments_say(index):
 
 def test_make_commands_exist_and_ci_runs_the_test_command():
     shown = {line.split()[1] for b in blocks("sh") for line in b["body"].splitlines() if line.startswith("make ")}
-    assert shown == {"demo", "test", "bench", "schema", "zoo-full", "fuzz", "kill-resume"}
+    assert shown == {"demo", "test", "light-installs", "bench", "schema", "zoo-full", "fuzz", "kill-resume"}
     for target in shown:
         assert subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True).returncode == 0, target
     assert "make test" in (ROOT / ".ci" / "run").read_text()

@@ -148,7 +148,7 @@ def test_a_provider_that_does_not_start_is_an_error_not_a_fallback(exported, tmp
     code, stdout, stderr = cli("infer", str(path), str(tmp_path / "x.npy"), "--provider", "cuda")
     assert (code, stdout) == (2, "")
     assert stderr == (
-        "--provider:1:1: cuda: onnxruntime lists CUDAExecutionProvider but could not start it here (no usable GPU, or its CUDA/TensorRT "
+        "--provider: cuda: onnxruntime lists CUDAExecutionProvider but could not start it here (no usable GPU, or its CUDA/TensorRT "
         "libraries are missing); it would have run on CPUExecutionProvider (use --provider auto to accept the fastest that starts)\n"
     )
     code, stdout, _ = cli("infer", str(path), str(tmp_path / "x.npy"))  # auto accepts it and says so
@@ -160,7 +160,7 @@ def test_a_provider_missing_from_the_build(exported, tmp_path, cli, monkeypatch)
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     np.save(tmp_path / "x.npy", np.zeros((3, 8, 8), np.float32))
     code, _, stderr = cli("infer", str(path), str(tmp_path / "x.npy"), "--provider", "tensorrt")
-    assert (code, stderr) == (2, "--provider:1:1: tensorrt: TensorrtExecutionProvider is not in this onnxruntime build (it has: cpu)\n")
+    assert (code, stderr) == (2, "--provider: tensorrt: TensorrtExecutionProvider is not in this onnxruntime build (it has: cpu)\n")
 
 
 @pytest.mark.parametrize(
@@ -217,8 +217,8 @@ def test_unreadable_inputs(exported, tmp_path, cli):
 def test_bad_options(exported, tmp_path, cli):
     path, _ = exported
     np.save(tmp_path / "x.npy", np.zeros((3, 8, 8), np.float32))
-    assert cli("infer", str(path), str(tmp_path / "x.npy"), "--top", "0")[2] == "--top:1:1: --top must be >= 1; got 0\n"
-    assert cli("infer", str(path), str(tmp_path / "x.npy"), "--batch", "0")[2] == "--batch:1:1: --batch must be >= 1; got 0\n"
+    assert cli("infer", str(path), str(tmp_path / "x.npy"), "--top", "0")[2] == "--top: --top must be >= 1; got 0\n"
+    assert cli("infer", str(path), str(tmp_path / "x.npy"), "--batch", "0")[2] == "--batch: --batch must be >= 1; got 0\n"
 
 
 def test_fixed_batch_model_pads_the_last_batch(tmp_path):
@@ -300,4 +300,4 @@ def test_bench_reports_an_engine_that_fails(exported, monkeypatch):
 def test_bench_bad_batches(exported, cli):
     path, _ = exported
     code, _, stderr = cli("bench", str(path), "--batch", "1,x")
-    assert (code, stderr) == (2, "--batch:1:1: --batch takes sizes >= 1 separated by commas, e.g. 1,8,32; got '1,x'\n")
+    assert (code, stderr) == (2, "--batch: --batch takes sizes >= 1 separated by commas, e.g. 1,8,32; got '1,x'\n")

@@ -243,10 +243,10 @@ def test_unknown_or_malformed_task_in_the_metadata(models, tmp_path, cli):
 def test_bad_output_folders(models, tmp_path, cli):
     Image.new("L", (8, 8)).save(tmp_path / "a.png")
     code, _, stderr = cli("infer", str(models["recon"]), str(tmp_path / "a.png"), "--out", str(tmp_path))
-    assert (code, stderr) == (2, f"--out:1:1: writing a.png into '{tmp_path}' would replace the input {tmp_path / 'a.png'}; choose another --out\n")
+    assert (code, stderr) == (2, f"--out: writing a.png into '{tmp_path}' would replace the input {tmp_path / 'a.png'}; choose another --out\n")
     (tmp_path / "file").write_text("")
     code, _, stderr = cli("infer", str(models["recon"]), str(tmp_path / "a.png"), "--out", str(tmp_path / "file"))
-    assert (code, stderr) == (2, f"--out:1:1: '{tmp_path / 'file'}' is not a folder; give a folder for the PNGs\n")
+    assert (code, stderr) == (2, f"--out: '{tmp_path / 'file'}' is not a folder; give a folder for the PNGs\n")
 
 
 def test_serving_needs_no_torch(models, tmp_path):

@@ -453,8 +453,6 @@ def test_cifar10_bin_missing_test_batch(tmp_path):
 
 
 def test_digits_sizes_classes_values_and_seeded_split(tmp_path):
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
-
     a = load(tmp_path, {"source": "digits", "normalize": False}, (1, 8, 8))
     # 1,797 * 0.7 = 1257.9 -> 1258; 1,797 * 0.1 = 179.7 -> 180; the rest, 1,797 - 1,438 = 359, is the test split
     assert (len(a.train), len(a.val), len(a.test)) == (1258, 180, 359)
@@ -467,21 +465,11 @@ def test_digits_sizes_classes_values_and_seeded_split(tmp_path):
     c = load(tmp_path, {"source": "digits", "normalize": False, "seed": 1}, (1, 8, 8))
     assert (len(c.train), len(c.val), len(c.test)) == (1258, 180, 359) and not torch.equal(ys(a.train), ys(c.train))
     ordered = load(tmp_path, {"source": "digits", "shuffle": False, "normalize": False}, (1, 8, 8))
-    target = load_digits().target
+    x, target, _ = read_digits()  # the file's rows in order (its sha256 is scikit-learn's: tests/test_install_groups.py)
     assert ys(ordered.train).tolist() == target[:1258].tolist() and ys(ordered.test).tolist() == target[1438:].tolist()
-    assert torch.equal(xs(ordered.train)[0, 0] * 16, torch.tensor(load_digits().images[0], dtype=torch.float32))
-
-
-def test_digits_read_directly_equal_load_digits_and_fall_back_to_it(monkeypatch):
-    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
-
-    x, y, classes = read_digits()  # read from the package's digits.csv.gz, without importing scikit-learn
-    reference = load_digits()
-    assert torch.equal(x, torch.tensor(reference.images, dtype=torch.float32)[:, None] / 16)
-    assert torch.equal(y, torch.tensor(reference.target)) and classes == [str(c) for c in reference.target_names]
-    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # a scikit-learn that keeps the file elsewhere
-    fx, fy, fclasses = read_digits()
-    assert torch.equal(fx, x) and torch.equal(fy, y) and fclasses == classes
+    assert torch.equal(xs(ordered.train)[0], x[0])
+    # load_digits().images[0], the first row of the file: a 0
+    assert target[0] == 0 and (x[0, 0, 0] * 16).tolist() == [0, 0, 5, 13, 9, 1, 0, 0]
 
 
 def test_demo_data_and_plot_import_neither_scikit_learn_nor_pyplot(tmp_path):

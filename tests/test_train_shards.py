@@ -138,7 +138,7 @@ def test_pack_output_reads_with_webdataset_itself(packed: dict) -> None:
 
 def test_pack_bad_input(tmp_path: Path, packed: dict) -> None:
     images = packed["root"] / "images"
-    with pytest.raises(DataError, match=r"^--shard-size:1:1: must be at least 1 sample per shard, got 0$"):
+    with pytest.raises(DataError, match=r"^--shard-size: must be at least 1 sample per shard, got 0$"):
         pack(images, tmp_path / "a", shard_size=0)
     with pytest.raises(DataError, match=r"nope:1:1: no such folder$"):
         pack(tmp_path / "nope", tmp_path / "b")

@@ -4,6 +4,8 @@ The pipeline: build the PyTorch module and load the weights -> torch.onnx.export
 to the TorchScript exporter only when that raises (and saying so) -> metadata (ModelInfo) -> optional fp16 ->
 write into a temporary folder beside the output -> onnx.checker (full check) -> onnxruntime against PyTorch
 on fresh random inputs -> rename into place. The output path holds nothing unless every check passed.
+int8 (netdsl/backends/quantize.py): the verified fp32 file is quantized (static, QDQ) in the temporary folder and
+checked by its top-1 agreement with the fp32 file on the test split.
 
 Faults: Ctrl-C (or SIGTERM) is an interrupt wherever it lands, even where the exporter swallows or wraps it, never a
 reason to fall back; a write that fails (disk full, `ulimit -f`) is one located line. Either way the target is left
@@ -23,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -36,6 +38,9 @@ from netdsl.backends.pytorch import build_module
 from netdsl.errors import input_error
 from netdsl.ir import Graph
 from netdsl.runtime.model_info import INPUT_NAME, MODEL_VERSION, OUTPUT_NAME, ModelInfo, TensorInfo, inferred_task, settled_task, spec_hash
+
+if TYPE_CHECKING:
+    from netdsl.backends.quantize import Agreement, Calibration
 
 MIN_OPSET = 18  # the dynamo exporter's lowest: it silently raises a lower request, so one is refused instead
 MAX_OPSET = 23  # torch 2.13's highest (torch.onnx._constants.ONNX_MAX_OPSET)
@@ -94,6 +99,7 @@ class ExportResult:
     external_data: bool
     size: int  # bytes on disk, external data included
     comparisons: list[Comparison]
+    agreement: Agreement | None = None  # int8: against the fp32 file, on the test split
 
 
 @signals_as_exceptions()
@@ -111,10 +117,12 @@ def export(
     log: Log | None = None,
     external_data_bytes: int = EXTERNAL_DATA_BYTES,
     all_outputs: bool = False,
+    int8: Calibration | None = None,
 ) -> ExportResult:
     """Write `graph` (with `weights`, else seeded random ones) as a checked, verified ONNX file; batch None = dynamic.
 
     The main output is named `logits`; with `all_outputs` a spec's every output is written, named as `outputs:` names them.
+    With `int8` (netdsl.backends.quantize.calibration_data) the file is quantized to int8 on those samples.
     """
     say = log or (lambda _: None)
     check_opset(opset)
@@ -127,21 +135,24 @@ def export(
         names = output_names(graph, all_outputs)
         with writing(target):
             proto, exporter = to_onnx(model, graph, opset, batch, workdir, say, names)
-        precision = "fp16" if fp16 else "fp32"
+        if fp16 and int8 is not None:
+            raise input_error("--int8", "--int8 and --fp16 exclude each other: choose one precision")
+        precision = "fp16" if fp16 else "int8" if int8 is not None else "fp32"
         if fp16:
             proto = to_fp16(proto)
-        info = _info(graph, labels or Labels(), batch, precision, exporter, source, names)
+        info = _info(graph, labels or Labels(), batch, precision, exporter, source, names, int8.describe() if int8 is not None else None)
         describe(proto, info)
-        external = _weight_bytes(model) // (2 if fp16 else 1) > external_data_bytes
+        external = _weight_bytes(model) // (2 if fp16 else 4 if int8 is not None else 1) > external_data_bytes
         staged = workdir / target.name
+        fp32 = workdir / f"fp32.{target.name}" if int8 is not None else staged
         with writing(target):
-            _save(proto, staged, external)
+            _save(proto, fp32, external and int8 is None)
         del proto
         comparisons: list[Comparison] = []
         if verify:
-            check(staged)
+            check(fp32)
             say("onnx.checker (full check): ok")
-            comparisons = compare(staged, model, graph, batch, precision, say, names)
+            comparisons = compare(fp32, model, graph, batch, "fp32" if int8 is not None else precision, say, names)
             failed = [c for c in comparisons if not c.ok]
             if failed:
                 c = failed[0]
@@ -149,7 +160,8 @@ def export(
                 raise VerificationError(
                     f"{target}: verification failed: batch {c.batch}{what} max relative error {c.max_rel:.1e} exceeds {c.tolerance:.0e}; nothing written"
                 )
-        size = sum(f.stat().st_size for f in workdir.iterdir())
+        agreement = _to_int8(fp32, staged, int8, info, batch, verify, names[0], say, target) if int8 is not None else None
+        size = sum(f.stat().st_size for f in workdir.iterdir() if f != fp32)
         with writing(target), signals_deferred():
             _move_into_place(staged, target, external)
     except Exception as exc:
@@ -157,7 +169,29 @@ def export(
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return ExportResult(target, info, opset, batch, external, size, comparisons)
+    return ExportResult(target, info, opset, batch, external and int8 is None, size, comparisons, agreement)
+
+
+def _to_int8(
+    fp32: Path, staged: Path, calibration: Calibration, info: ModelInfo, batch: int | None, verify: bool, output: str, say: Log, target: Path
+) -> Agreement | None:
+    """Quantize the fp32 file into `staged`, with `info` as its metadata; verified: its agreement with the fp32 file."""
+    from netdsl.backends.quantize import agreement, quantize
+
+    with writing(target):
+        quantize(fp32, staged, calibration, batch)
+        proto = onnx.load(str(staged))
+        describe(proto, info)
+        _save(proto, staged, False)
+    if not verify:
+        return None
+    check(staged)
+    say("onnx.checker (full check, int8): ok")
+    result = agreement(fp32, staged, calibration, output)
+    say(str(result))
+    if not result.ok:
+        raise input_error(str(target), result.failure())
+    return result
 
 
 def check_opset(opset: int) -> None:
@@ -277,7 +311,9 @@ def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     return converted
 
 
-def _info(graph: Graph, labels: Labels, batch: int | None, precision: str, exporter: str, source: str, names: list[str]) -> ModelInfo:
+def _info(
+    graph: Graph, labels: Labels, batch: int | None, precision: str, exporter: str, source: str, names: list[str], calibration: dict[str, Any] | None = None
+) -> ModelInfo:
     from netdsl import __version__
     from netdsl.analysis import analyze
     from netdsl.expand import expand_text
@@ -297,11 +333,12 @@ def _info(graph: Graph, labels: Labels, batch: int | None, precision: str, expor
         classes=labels.classes,
         normalize=labels.normalize,
         task=labels.task if labels.task is not None else inferred_task(graph),
+        calibration=calibration,
     )
 
 
 def describe(proto: onnx.ModelProto, info: ModelInfo) -> None:
-    """Store `info` as JSON metadata, and name the producer and the model version."""
+    """Store `info` as metadata (strings as themselves, other values as JSON), and name the producer and the model version."""
     from netdsl import __version__
 
     del proto.metadata_props[:]
@@ -378,27 +415,19 @@ def sources(spec: str | os.PathLike[str], weights: str | os.PathLike[str] | None
     A training run folder (resolved.yaml + best.pt) may stand for the spec, the weights, or both; labels
     (class names, normalization) come from the run's resolved.yaml, else from the spec's own `train.data`.
     """
-    spec_path = Path(spec)
-    run = spec_path if spec_path.is_dir() else None
-    if run is not None:
-        spec_path = _run_file(run, "resolved.yaml")
-    weights_path = Path(weights) if weights is not None else None
-    if weights_path is not None and weights_path.is_dir():
-        run = weights_path
-        weights_path = _run_file(run, "best.pt")
-    elif weights_path is None and run is not None:
-        weights_path = _run_file(run, "best.pt")
-    elif weights_path is not None and (weights_path.parent / "resolved.yaml").is_file():
-        run = weights_path.parent  # best.pt / last.pt inside a run folder
+    from netdsl.train.files import run_sources
+
+    spec_path, weights_path, run = run_sources(spec, weights)
     labels = read_labels(run / "resolved.yaml") if run is not None else read_labels(spec_path)
     return spec_path, weights_path, labels
 
 
-def _run_file(run: Path, name: str) -> Path:
-    path = run / name
-    if not path.is_file():
-        raise input_error(str(run), f"not a training run folder: it has no {name}")
-    return path
+def training_spec(spec: str | os.PathLike[str], weights: str | os.PathLike[str] | None) -> Path:
+    """The spec whose `train.data` an int8 export calibrates on: the run folder's resolved.yaml where one is given, else the spec."""
+    from netdsl.train.files import run_sources
+
+    _, _, run = run_sources(spec, weights)
+    return run / "resolved.yaml" if run is not None else Path(spec)
 
 
 def read_labels(path: Path) -> Labels:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import Layer, Shape, arg, enum_kind, float_kind, int_kind
+from netdsl.layers.base import Layer, Saved, Shape, arg, enum_kind, float_kind, int_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 
 class _Elementwise(Layer):
     torch_class: ClassVar[str] = ""  # the torch.nn class that computes it
+    saves: ClassVar[str] = "input"  # what its derivative needs: "input", "output" (relu, sigmoid, tanh, softmax) or "none"
     examples: ClassVar[tuple[dict[str, Any], ...]] = ({},)
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return {"input": [Saved(0)], "output": [Saved("out")], "none": []}[self.saves]
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
@@ -28,7 +32,8 @@ class _Elementwise(Layer):
 
 
 def _simple(name: str, torch_class: str, doc: str, *aliases: str) -> type[Layer]:
-    namespace = {"__doc__": doc, "__module__": __name__, "torch_class": torch_class}
+    saves = {"relu": "output", "sigmoid": "output", "tanh": "output", "identity": "none"}.get(name, "input")
+    namespace = {"__doc__": doc, "__module__": __name__, "torch_class": torch_class, "saves": saves}
     cls: type[Layer] = dataclass(frozen=True)(type(name, (_Elementwise,), namespace))
     return register(name, *aliases)(cls)
 
@@ -90,6 +95,7 @@ class GELU(_Elementwise):
 
 @dataclass(frozen=True)
 class _Softmax(_Elementwise):
+    saves: ClassVar[str] = "output"
     dim: int = arg(int_kind(-3, 2), 0, doc="per-sample dim to normalize over (0 = channels/features)")
     primary: ClassVar[str | None] = "dim"
     examples = ({}, {"dim": -1})

@@ -214,6 +214,18 @@ def arg(kind: ArgKind, default: Any = dataclasses.MISSING, *, doc: str, alias: t
     return field(default=default, metadata=meta)
 
 
+class Saved(NamedTuple):
+    """A tensor autograd keeps for the backward pass while the layer trains (`summarize --train`): the layer's input
+    number `of` (an int), its output ("out"; "out1": its second output), or a tensor of its own ("own": max-pool
+    indices, BatchNorm's batch statistics) with its `shape` (per sample; `batched` False: once per batch); `itemsize`
+    is its bytes per element (int64 indices: 8)."""
+
+    of: int | str
+    shape: Shape = ()
+    itemsize: int = 4
+    batched: bool = True
+
+
 @dataclass(frozen=True)
 class ArgSpec:
     """An argument as the schema and the checker see it."""
@@ -239,6 +251,7 @@ class Layer:
     arity: ClassVar[int] = 1  # number of inputs; 0 means "two or more"
     has_weights: ClassVar[bool] = False  # accepts `init`
     holds_tensor: ClassVar[bool] = False  # its one parameter sits at its own path (ViT's class_token): netdsl/layers/tensors.py
+    is_view: ClassVar[bool] = False  # its output is its input's elements, reshaped (flatten): autograd keeps them once
     examples: ClassVar[tuple[dict[str, Any], ...]] = ()
     example_input: ClassVar[Shape] = (4, 16, 16)
     example_before: ClassVar[tuple[str, ...]] = ()  # YAML layer items the examples need before them (a layer they name)
@@ -287,6 +300,11 @@ class Layer:
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
         """Multiply-accumulates per sample, counted as torchvision counts them (conv and linear only)."""
         return 0
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        """The tensors autograd keeps for backward while training (float32), as torch's derivative formulas save them.
+        By default every input: what conv, linear and most pointwise ops with a learnt or input-dependent gradient keep."""
+        return [Saved(i) for i in range(len(inputs))]
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         """The PyTorch module for this layer at these input shapes (imports torch; backends only)."""

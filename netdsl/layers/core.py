@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import BOOL, DIM, Layer, Shape, Tensor, arg, axis, enum_kind, expect_rank, float_kind, fmt_shape, int_kind
+from netdsl.layers.base import BOOL, DIM, Layer, Saved, Shape, Tensor, arg, axis, enum_kind, expect_rank, float_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -57,6 +57,12 @@ class Dropout(Layer):
             raise ShapeError("p = 1 drops everything; use a probability below 1")
         return x
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        if self.p == 0:  # torch passes the input through
+            return []
+        x = inputs[0]  # the float mask torch multiplies by on the CPU (CUDA keeps a 1-byte one): per element, or per channel for dropout2d
+        return [Saved("own", (x[0], *(1 for _ in x[1:])) if isinstance(self, Dropout2d) else x)]
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
 
@@ -84,6 +90,11 @@ class StochasticDepth(Layer):
     primary: ClassVar[str | None] = "p"
     examples = ({"p": 0.2}, {"p": 0.1, "mode": "batch"})
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        if self.p == 0:  # torchvision passes the input through
+            return []
+        return [Saved("own", (1,), batched=self.mode == "row")]  # one keep-or-drop factor per sample, or per batch
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import StochasticDepth as Module
 
@@ -95,6 +106,7 @@ class StochasticDepth(Layer):
 class Flatten(Layer):
     """Flatten per-sample dims start..end (from 0, batch excluded; default all) into one: torch's nn.Flatten(start + 1, end + 1)."""
 
+    is_view: ClassVar[bool] = True
     start: int = arg(DIM, 0, doc="first per-sample dim to flatten (negative: from the end)")
     end: int = arg(DIM, -1, doc="last per-sample dim to flatten, included (negative: from the end)")
 
@@ -110,6 +122,9 @@ class Flatten(Layer):
     def output_shape(self, x: Shape) -> Shape:
         start, end = self.span(x)
         return (*x[:start], math.prod(x[start : end + 1]), *x[end + 1 :])
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a view
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import MAX_SIZE, Layer, Shape, arg, expect_rank, fmt_shape, int_list_kind, ref_kind, spatial, tuple_kind
+from netdsl.layers.base import MAX_SIZE, Layer, Saved, Shape, arg, expect_rank, fmt_shape, int_list_kind, ref_kind, spatial, tuple_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -19,6 +19,9 @@ class _ToSize(Layer):
 
     primary: ClassVar[str | None] = "to"
     grow: ClassVar[bool] = False  # pad grows the input, crop shrinks it
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # slicing or constant padding: the gradient needs only the sizes
 
     def infer(self, inputs: tuple[Shape, ...]) -> Shape:
         x, target = inputs
@@ -108,6 +111,9 @@ class ZeroPad(Layer):
         if min(out) < 1:
             raise ShapeError(f"cropping {fmt_shape(x)} by {list(self.sizes)} leaves nothing ({fmt_shape(out)})")
         return out
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # constant padding: the gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import Layer, Shape, arg, enum_kind, fmt_shape, int_kind
+from netdsl.layers.base import Layer, Saved, Shape, arg, enum_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -37,6 +37,9 @@ class Add(Layer):
                 hint = _fix_hint(first, x) or _fix_hint(x, first).replace("{in1}", "{in0}")
                 raise ShapeError(f"cannot add {{in0}} ({fmt_shape(first)}) and {{in{i}}} ({fmt_shape(x)}): shapes differ{hint}")
         return first
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a sum's gradient passes through unchanged
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import Add as Module
@@ -82,6 +85,9 @@ class Concat(Layer):
                 )
         return (sum(x[0] for x in inputs), *first[1:])
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # the gradient is split by the sizes
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import Concat as Module
 
@@ -101,6 +107,9 @@ class Subsample(Layer):
         if len(x) != 3:
             raise ShapeError(f"subsample needs a C x H x W input, got {fmt_shape(x)}")
         return (x[0], *(-(-n // self.stride) for n in x[1:]))
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # strided slicing
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import Subsample as Module
@@ -124,6 +133,9 @@ class PadChannels(Layer):
         if self.where == "both" and (self.out - x[0]) % 2:
             raise ShapeError(f"padding {x[0]} to {self.out} channels on both sides needs an even difference")
         return (self.out, *x[1:])
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # constant padding
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import PadChannels as Module

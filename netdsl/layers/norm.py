@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import BOOL, Layer, Shape, Tensor, arg, expect_rank, float_kind, fmt_shape, int_kind
+from netdsl.layers.base import BOOL, Layer, Saved, Shape, Tensor, arg, expect_rank, float_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ class BatchNorm(Layer):
         c = inputs[0][0]
         return [("running_mean", (c,)), ("running_var", (c,)), ("num_batches_tracked", ())] if self.track_running_stats else []
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return [Saved(0), Saved("own", (2 * inputs[0][0],), batched=False)]  # the input, the batch mean and inverse std
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
 
@@ -68,6 +72,9 @@ class GroupNorm(Layer):
         c = inputs[0][0]
         return [("weight", (c,)), ("bias", (c,))] if self.affine else []
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return [Saved(0), Saved("own", (2 * self.groups,))]  # the input, each sample's group means and inverse stds
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
 
@@ -95,6 +102,9 @@ class LayerNorm(Layer):
         shape = inputs[0][-self.dims :]
         return [("weight", shape), ("bias", shape)] if self.affine else []
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return [Saved(0), Saved("own", (2 * math.prod(inputs[0][: -self.dims]),))]  # the input, a mean and inverse std per position
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
 
@@ -120,6 +130,9 @@ class LayerNorm2d(Layer):
         c = inputs[0][0]
         return [("weight", (c,)), ("bias", (c,))] if self.affine else []
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return [Saved(0), Saved("own", (2 * math.prod(inputs[0][1:]),))]  # the input, a mean and inverse std per position
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import LayerNorm2d as Module
 
@@ -142,6 +155,10 @@ class LocalResponseNorm(Layer):
     def output_shape(self, x: Shape) -> Shape:
         expect_rank(x, (2, 3), self.type_name)
         return x
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        x = inputs[0]  # torch composes it: the squares padded by size - 1 channels, the average and the divisor, each kept
+        return [Saved(0), Saved("own", (x[0] + self.size - 1, *x[1:])), Saved("own", x), Saved("own", x)]
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import BOOL, PADDING, Layer, Shape, arg, enum_kind, expect_rank, fmt_shape, int_kind, ref_kind, spatial, tuple_kind, window_out
+from netdsl.layers.base import BOOL, PADDING, Layer, Saved, Shape, arg, enum_kind, expect_rank, fmt_shape, int_kind, ref_kind, spatial, tuple_kind, window_out
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -63,6 +63,15 @@ class _Pool(Layer):
             sizes.append(out)
         return (x[0], *sizes)
 
+    def kept_input(self, x: Shape) -> Saved:
+        """The tensor the pool reads, which autograd keeps: the input, or its padded copy when 'same' pads unevenly."""
+        if self.padding != "same" or all(a == b for a, b in self.same_padding(x)):
+            return Saved(0)
+        return Saved("own", (x[0], *(n + a + b for n, (a, b) in zip(x[1:], self.same_padding(x)))))
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return [self.kept_input(inputs[0])]
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
 
@@ -91,6 +100,9 @@ class _MaxPool(_Pool):
     indices: bool = arg(BOOL, False, doc="also yield the argmax positions, for a max_unpool that names this layer (SegNet)")
 
     examples = (*_Pool.examples, {"kernel": 2, "stride": 2, "indices": True})
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return [self.kept_input(inputs[0]), Saved("out1" if self.indices else "own", out, itemsize=8)]  # and the int64 argmax of every output
 
     def port_shapes(self, inputs: tuple[Shape, ...], out: Shape) -> tuple[Shape, ...]:
         return (out, out) if self.indices else (out,)
@@ -160,6 +172,9 @@ class _MaxUnpool(Layer):
                 )
         return (x[0], *like[1:])
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return [Saved(1, itemsize=8)]  # the pool's int64 indices (its second output)
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import MaxUnpool
 
@@ -197,6 +212,11 @@ class _Adaptive(Layer):
         expect_rank(x, (3,), self.type_name)
         return (x[0], *spatial(self.size, 2, "size"))
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        if isinstance(self, AdaptiveMaxPool2d):
+            return [Saved(0), Saved("own", out, itemsize=8)]  # the input and the int64 argmax
+        return [] if all(d == 1 for d in out[1:]) else [Saved(0)]  # to 1x1 torch takes a mean, which keeps only sizes
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
 
@@ -227,6 +247,9 @@ class GlobalAvgPool(Layer):
     def output_shape(self, x: Shape) -> Shape:
         expect_rank(x, (2, 3), self.type_name)
         return (x[0], *(1 for _ in x[1:])) if self.keepdim else (x[0],)
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a mean keeps only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import GlobalAvgPool as Module
@@ -270,6 +293,9 @@ class Upsample(Layer):
         if self.size is not None:
             return (x[0], *spatial(self.size, 2, "size"))
         return (x[0], *(n * (self.scale or 2) for n in x[1:]))
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn

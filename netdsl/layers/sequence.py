@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import BOOL, Layer, Shape, Tensor, arg, enum_kind, float_kind, fmt_shape, int_kind
+from netdsl.layers.base import BOOL, Layer, Saved, Shape, Tensor, arg, enum_kind, float_kind, fmt_shape, int_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -88,6 +88,12 @@ class MultiheadAttention(Layer):
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
         length, e = inputs[0]
         return length * e * 3 * e + 2 * length * length * e + length * e * e
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        length, e = inputs[0]  # the input (in-projection's), q, k, v, the merged heads (out-projection's); without dropout torch's
+        # fused attention keeps a log-sum-exp per head and position, with it the softmax, its mask and the dropped weights
+        scores = 3 * self.heads * length * length if self.dropout else self.heads * length
+        return [Saved(0), Saved("own", (4 * length * e + scores,))]
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         return _torch_modules()["attention"](inputs[0][1], self.heads, dropout=self.dropout, bias=self.bias, batch_first=True)
@@ -183,6 +189,9 @@ class Embedding(Layer):
 
     def params(self, inputs: tuple[Shape, ...]) -> list[Tensor]:
         return [("weight", (self.num, self.dim))]
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return [Saved(0, itemsize=8)]  # the int64 indices
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         return _torch_modules()["embedding"](self.num, self.dim)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import DIM, MAX_RANK, MAX_SIZE, Layer, Shape, arg, axis, expect_rank, fmt_shape, int_kind, int_list_kind
+from netdsl.layers.base import DIM, MAX_RANK, MAX_SIZE, Layer, Saved, Shape, arg, axis, expect_rank, fmt_shape, int_kind, int_list_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ class Permute(Layer):
     def output_shape(self, x: Shape) -> Shape:
         return tuple(x[d] for d in self.order(x))
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a view or a copy: its gradient needs only the sizes
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import Permute as Module
 
@@ -57,6 +60,7 @@ class Reshape(Layer):
     """Give each sample a new shape with the same number of elements (batch excluded; one size may be -1: inferred)."""
 
     shape: tuple[int, ...] = arg(int_list_kind(1, MAX_SIZE, 1, minus_one=True), doc="the per-sample output shape; one size may be -1")
+    is_view: ClassVar[bool] = True
 
     primary: ClassVar[str | None] = "shape"
     examples = ({"shape": (4, 256)}, {"shape": (-1, 8, 8)}, {"shape": (1024,)}, {"shape": (2, 2, 16, 16)})
@@ -74,6 +78,9 @@ class Reshape(Layer):
         if known != total:
             raise ShapeError(f"reshape to {fmt_shape(self.shape)} ({known} elements) does not fit the input {fmt_shape(x)} ({total} elements)")
         return self.shape
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a view or a copy: its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import Reshape as Module
@@ -105,6 +112,9 @@ class Transpose(Layer):
         out = list(x)
         out[a], out[b] = x[b], x[a]
         return tuple(out)
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a view or a copy: its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import Transpose as Module
@@ -151,6 +161,9 @@ class Split(Layer):
     def output_shape(self, x: Shape) -> Shape:
         return self.port_shapes((x,), x)[0]
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a view or a copy: its gradient needs only the sizes
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import Split as Module
 
@@ -177,6 +190,9 @@ class ChannelShuffle(Layer):
         if x[0] % self.groups:
             raise ShapeError(f"groups {self.groups} must divide the {x[0]} channels")
         return x
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a view or a copy: its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from torch import nn
@@ -206,6 +222,9 @@ class Select(Layer):
     def output_shape(self, x: Shape) -> Shape:
         d, _ = self.position(x)
         return (*x[:d], *x[d + 1 :])
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a view or a copy: its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.torch_modules import Select as Module

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from netdsl.layers.base import Layer, Shape, Tensor, arg, expect_rank, float_kind, int_kind
+from netdsl.layers.base import Layer, Saved, Shape, Tensor, arg, expect_rank, float_kind, int_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -48,6 +48,9 @@ class ClassToken(HeldTensor):
         expect_rank(x, (2,), "class_token")
         return (x[0] + 1, x[1])
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # a concatenation
+
     def tensor_shape(self, x: Shape) -> Shape:
         return (1, 1, x[-1])
 
@@ -68,6 +71,9 @@ class PosEmbedding(HeldTensor):
     function: ClassVar[str] = "add"
     examples = ({}, {"std": 0.1})
     example_input: ClassVar[Shape] = (5, 8)
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        return []  # an addition
 
     def tensor_shape(self, x: Shape) -> Shape:
         return (1, *x)

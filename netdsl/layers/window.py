@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from netdsl.errors import ShapeError
-from netdsl.layers.base import Layer, Shape, Tensor, arg, float_kind, fmt_shape, int_kind, tuple_kind
+from netdsl.layers.base import Layer, Saved, Shape, Tensor, arg, float_kind, fmt_shape, int_kind, tuple_kind
 from netdsl.layers.registry import register
 
 if TYPE_CHECKING:
@@ -100,6 +100,16 @@ class ShiftedWindowAttention(Layer):
         n, c = wh * ww, inputs[0][2]
         return nh * nw * (n * c * 3 * c + n * c * c + 2 * n * n * c)
 
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        nh, nw = self.windows(inputs[0])
+        wh, ww = _pair(self.window, "window")
+        n, c = wh * ww, inputs[0][2]
+        positions, scores = nh * nw * n, nh * nw * self.heads * n * n
+        # the padded map (qkv's input), q, k^T, v, the merged heads (proj's input): 5 maps; the softmax; with attention
+        # dropout its mask and the dropped weights; with dropout its mask on the projection
+        own = 5 * positions * c + scores * (3 if self.attention_dropout else 1) + (positions * c if self.dropout else 0)
+        return [Saved("own", (own,))]
+
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.window_modules import ShiftedWindowAttention as Module
 
@@ -130,6 +140,10 @@ class PatchMerging(Layer):
 
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
         return out[0] * out[1] * 4 * inputs[0][2] * out[2]
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        positions = out[0] * out[1]  # the stacked 4C patches (the norm's input), its output (the reduction's), a mean and inverse std each
+        return [Saved("own", (2 * positions * 2 * out[2] + 2 * positions,))]
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.window_modules import PatchMerging as Module
@@ -182,6 +196,10 @@ class RelativeAttention(Layer):
     def macs(self, inputs: tuple[Shape, ...], out: Shape) -> int:
         g, p, c = inputs[0]
         return g * (p * c * 3 * c + p * c * c + 2 * p * p * c)
+
+    def saved(self, inputs: tuple[Shape, ...], out: Shape) -> list[Saved]:
+        g, p, c = inputs[0]  # the input (to_qkv's), then q, k^T, v, the merged heads (merge's input) and the softmax
+        return [Saved(0), Saved("own", (4 * g * p * c + g * (c // self.head_dim) * p * p,))]
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
         from netdsl.backends.window_modules import RelativeAttention as Module

@@ -22,7 +22,14 @@ def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset, 18 to 23 (default 18)")
     p.add_argument("--batch", default="dynamic", metavar="dynamic|N", help="a dynamic batch axis (default) or a fixed batch size")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute; inputs and outputs stay float32")
-    p.add_argument("--no-verify", action="store_true", help="skip onnx.checker and the onnxruntime-vs-PyTorch comparison")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 weights and activations (onnxruntime static quantization, QDQ, per-channel weights), calibrated on the training data "
+        "of the run (or the spec's train.data) and verified by top-1 agreement with fp32 on the test split",
+    )
+    p.add_argument("--calibration", type=int, default=256, metavar="N", help="--int8: training samples that set the activation ranges (default 256)")
+    p.add_argument("--no-verify", action="store_true", help="skip onnx.checker and the onnxruntime-vs-PyTorch comparison (and the int8 agreement check)")
     p.add_argument("--all-outputs", action="store_true", help="every output the spec's `outputs:` lists, named as there (default: the main one, as logits)")
     spec_options(p)
 
@@ -36,8 +43,10 @@ def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], Non
         "the values; multilabel prints the classes that are on. An output the task cannot read, or NaN/infinite values, "
         "is an error (exit 2).",
     )
-    p.add_argument("model", metavar="MODEL.onnx")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (normalized as the model records) or .npy arrays")
+    p.add_argument("model", metavar="MODEL.onnx", help="an ONNX file written by netdsl export (its metadata gives the task, classes, normalization)")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files (normalized as the model records), .npy arrays, folders of them, or quoted globs ('imgs/*.png')"
+    )
     p.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="auto: TensorRT, else CUDA, else CPU, whichever starts")
     p.add_argument("--batch", type=int, metavar="N", help="samples per run (default: the model's fixed batch, else 32)")
     p.add_argument("--top", type=int, default=5, metavar="K", help="classification: classes shown per input (default 5)")
@@ -50,10 +59,16 @@ def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--json", action="store_true", help="print only a JSON list, one object per input: input, the task's figures, output_png where written")
 
     p = sub.add_parser("bench", help="latency and throughput: onnxruntime vs PyTorch eager and torch.compile, same device")
-    p.add_argument("target", metavar="MODEL.onnx|SPEC")
+    p.add_argument("target", metavar="MODEL.onnx|SPEC", help="an ONNX file, or a spec (exported on the fly, random weights)")
     p.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", help="auto: TensorRT, else CUDA, else CPU, whichever starts")
     p.add_argument("--batch", default="1,8,32", metavar="N,N,...", help="batch sizes (default 1,8,32)")
-    p.add_argument("--fp16", action="store_true", help="float16 on both sides")
+    p.add_argument("--fp16", action="store_true", help="float16 on both sides (as --precisions fp16)")
+    p.add_argument(
+        "--precisions",
+        metavar="P,P,...",
+        help="precisions to compare, of fp32, fp16, int8 (default: the model's own): fp16 runs on a GPU only; int8 (onnxruntime) "
+        "needs an int8 .onnx, or a SPEC with train.data to calibrate on; e.g. --precisions fp32,int8",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (its compilation takes a while)")
     p.add_argument("--time", type=float, default=1.0, metavar="SECONDS", help="minimum timed seconds per engine and batch size (default 1)")
@@ -66,6 +81,24 @@ def _batch(text: str) -> int | None:
     if not text.isdigit() or int(text) < 1:
         raise input_error("--batch", f"--batch must be 'dynamic' or an integer >= 1; got '{text}'")
     return int(text)
+
+
+def _precisions(text: str | None, fp16: bool) -> tuple[str, ...] | None:
+    """--precisions fp32,int8 as a tuple, each known and none twice; None: the model's own (or fp16 with --fp16)."""
+    from netdsl.errors import did_you_mean
+
+    if text is None:
+        return None
+    if fp16:
+        raise input_error("--precisions", "--precisions and --fp16 exclude each other: add fp16 to --precisions instead")
+    chosen = tuple(p.strip() for p in text.split(","))
+    known = ("fp32", "fp16", "int8")
+    for p in chosen:
+        if p not in known:
+            raise input_error("--precisions", f"unknown precision '{p}'; choose from {', '.join(known)}{did_you_mean(p, list(known))}")
+    if len(set(chosen)) != len(chosen):
+        raise input_error("--precisions", f"--precisions names a precision twice: '{text}'")
+    return chosen
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -94,17 +127,24 @@ def _size(n: int) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from netdsl.backends.onnx import VerificationError, export, sources
+    from netdsl.backends.onnx import VerificationError, export, sources, training_spec
+    from netdsl.backends.quantize import calibration_data, check_int8_options
     from netdsl.cli import _load
-    from netdsl.train.cli import check_weights_path
+    from netdsl.spec.load import parse_assignment
+    from netdsl.train.cli import check_weights_path, multipliers
 
     batch = _batch(args.batch)
+    check_int8_options(args.int8, args.fp16, args.calibration)
     check_weights_path(args.weights)
     spec, weights, labels = sources(args.spec, args.weights)
     graph = _load(str(spec), args)
     if batch is not None:
         check_batch_bytes(batch, graph.input_shape)
     output = args.output or f"{graph.name}.onnx"
+    calibration = None
+    if args.int8:
+        variables = dict(parse_assignment(a) for a in args.set) | multipliers(args)
+        calibration = calibration_data(training_spec(args.spec, args.weights), graph, args.calibration, input_shape=args.input, variables=variables)
     try:
         result = export(
             graph,
@@ -117,6 +157,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             verify=not args.no_verify,
             log=print,
             all_outputs=args.all_outputs,
+            int8=calibration,
         )
     except VerificationError as exc:
         print(exc, file=sys.stderr)
@@ -129,6 +170,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"opset {result.opset}, {info.precision}, {info.exporter} exporter, {_size(result.size)}{where}{task}"
     )
     print(f"weights: {info.weights}" + (f"; classes: {len(info.classes)}" if info.classes else "") + ("; normalization recorded" if info.normalize else ""))
+    if info.calibration:
+        print(f"calibration: {info.calibration['samples']} samples of the {info.calibration['source']}, {info.calibration['format']}, per-channel weights")
     return 0
 
 
@@ -155,10 +198,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from netdsl.runtime.bench import bench
 
     batches = _batches(args.batch)
+    precisions = _precisions(args.precisions, args.fp16)
     if not math.isfinite(args.time) or args.time <= 0:
         raise input_error("--time", f"--time must be a finite number of seconds > 0; got {args.time:g}")
     graph = None if Path(args.target).suffix == ".onnx" else _load(args.target, args)
-    report = bench(args.target, graph, provider=args.provider, batches=batches, fp16=args.fp16, compile=not args.no_compile, min_time=args.time)
+    report = bench(
+        args.target,
+        graph,
+        provider=args.provider,
+        batches=batches,
+        fp16=args.fp16,
+        compile=not args.no_compile,
+        min_time=args.time,
+        precisions=precisions,
+        calibration_spec=None if graph is None else args.target,
+    )
     sys.stdout.write(report.json() + "\n" if args.json else report.table())
     return 0
 

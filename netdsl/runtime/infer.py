@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netdsl.errors import input_error
+from netdsl.input_paths import expand_inputs, input_files
 from netdsl.inputs import read_inputs
 from netdsl.runtime.serving import check_finite, fit_output, model_task, picture_folder, write_outputs, writes_pictures
 from netdsl.runtime.session import Model, open_model
@@ -109,7 +110,8 @@ def infer(
     out: str | os.PathLike[str] | None = None,
 ) -> tuple[Model, list[Prediction]]:
     """What the model makes of each input, by its task; segmentation masks and reconstructions are written as PNGs into
-    `out` (default: predictions/ beside the model). Also returns the model (which provider ran)."""
+    `out` (default: predictions/ beside the model). An input may be a file, a folder (every image and .npy array inside)
+    or a glob (`imgs/*.png`), expanded here in name order. Also returns the model (which provider ran)."""
     if top < 1:
         raise input_error("--top", f"--top must be >= 1; got {top}")
     if batch is not None and batch < 1:
@@ -119,6 +121,7 @@ def infer(
     fixed = model.fixed_batch
     if fixed is not None and batch is not None and batch != fixed:
         raise input_error("--batch", f"--batch {batch}: {model_path} was exported with a fixed batch of {fixed}")
+    inputs = input_files(expand_inputs(list(inputs)))  # folders and quoted globs as their files, sorted
     x, labels = read_inputs(inputs, sample_shape(model))
     check_finite(x, labels, "input")
     outputs = fit_output(model, task, run_batches(model, normalize(x, model), batch or fixed or DEFAULT_BATCH))

@@ -1,4 +1,7 @@
-"""What an exported model says about itself: the ONNX metadata netdsl writes and reads back, as JSON values.
+"""What an exported model says about itself: the ONNX metadata netdsl writes and reads back.
+
+A string is stored as itself (`name` -> `small_cnn`); lists, dicts, numbers and null as JSON. Files written by
+netdsl before that stored every value as JSON (`name` -> `"small_cnn"`); both are read.
 
 Kept free of torch, onnx and onnxruntime so that both the exporter and the runtime share one definition.
 """
@@ -30,7 +33,7 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The metadata of a netdsl export; every field is stored under its own key as JSON."""
+    """The metadata of a netdsl export; every field under its own key, a string as itself and anything else as JSON."""
 
     netdsl_version: str
     name: str
@@ -44,16 +47,25 @@ class ModelInfo:
     classes: list[str] | None = None
     normalize: dict[str, list[float]] | None = field(default=None)  # {"mean": [...], "std": [...]} per channel
     task: dict[str, Any] | None = None  # train.task as settled: {"name": "segmentation", "ignore_index": 255}; None: classification
+    # int8 only: {"samples": 256, "source": "train split of SPEC", "format": "QDQ", "activations": "uint8", "weights": "int8 (7-bit range), per channel"}
+    calibration: dict[str, Any] | None = None
 
     def to_metadata(self) -> dict[str, str]:
-        """Key -> JSON text, for ModelProto.metadata_props."""
-        return {key: json.dumps(value) for key, value in asdict(self).items()}
+        """Key -> text, for ModelProto.metadata_props: a string as itself, any other value as JSON."""
+        return {key: value if isinstance(value, str) else json.dumps(value) for key, value in asdict(self).items()}
 
     @classmethod
     def from_metadata(cls, props: Mapping[str, str]) -> ModelInfo | None:
-        """The info stored by netdsl, or None for a model that netdsl did not write."""
+        """The info stored by netdsl (either layout), or None for a model that netdsl did not write."""
+        strings = {"netdsl_version", "name", "spec", "spec_sha256", "precision", "exporter", "weights"}
+        # a version number never starts with a quote: the earlier layout, with every value JSON-encoded
+        all_json = props.get("netdsl_version", "").startswith('"')
         try:
-            values: dict[str, Any] = {key: json.loads(props[key]) for key in cls.__dataclass_fields__ if key in props}
+            values: dict[str, Any] = {
+                key: props[key] if key in strings and not all_json else json.loads(props[key]) for key in cls.__dataclass_fields__ if key in props
+            }
+            if any(not isinstance(values.get(key, ""), str) for key in strings):
+                return None
             values["inputs"] = [TensorInfo(**t) for t in values["inputs"]]
             values["outputs"] = [TensorInfo(**t) for t in values["outputs"]]
             return cls(**values)

@@ -133,7 +133,7 @@ def _default_ceilings(tree: YMap, graph: Graph, given: dict[str, object]) -> lis
 
     actual = {"params": sum(n.param_count() for n in graph.nodes), "activations": FLOAT_BYTES * sum(math.prod(n.shape) for n in graph.nodes)}
     written = parse_shape(tree.get("input")) == graph.input_shape
-    loc = tree.value_locs.get("input", Loc(graph.file, 1, 1)) if written else Loc("--input", 1, 1)
+    loc = tree.value_locs.get("input", Loc(graph.file, 1, 1)) if written else Loc.argument("--input")
     shape = "x".join(map(str, graph.input_shape))
     for key, budget in DEFAULT_BUDGETS.items():
         if key in given or actual[key] <= budget:

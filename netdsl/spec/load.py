@@ -13,6 +13,7 @@ from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
 from netdsl.input_sizes import input_rule
 from netdsl.ir import Graph
 from netdsl.layers.base import MAX_SIZE, Shape
+from netdsl.overrides import SetKey, setting_loc
 from netdsl.spec.build import block_defs, build_graph
 from netdsl.spec.files import read_spec_text
 from netdsl.spec.formats import parse_tree
@@ -101,7 +102,7 @@ def load_tree(
     if input_shape is not None:
         shape = parse_shape(input_shape)
         if shape is None:
-            problems.append(Diagnostic(Loc("--input", 1, 1), f"bad input shape '{input_shape}'; write C x H x W like 3x224x224, C x L, or a feature count"))
+            problems.append(Diagnostic(Loc.argument("--input"), f"bad input shape '{input_shape}'; write C x H x W like 3x224x224, C x L, or a feature count"))
     elif shape is None:
         problems.append(Diagnostic(tree.value_locs["input"], f"bad input shape {tree['input']!r}; write [C, H, W], 'CxHxW', [C, L] or a feature count"))
     scope: dict[str, Any] = dict(DEFAULT_VARIABLES)
@@ -114,10 +115,10 @@ def load_tree(
     for key, value in (variables or {}).items():
         if key not in scope:
             names = ", ".join(scope)
-            problems.append(Diagnostic(Loc("--set", 1, 1), f"the spec has no parameter '{key}'{did_you_mean(key, scope)} (parameters: {names})"))
+            problems.append(Diagnostic(setting_loc(key, value), f"the spec has no parameter '{key}'{did_you_mean(key, scope)} (parameters: {names})"))
         elif key in declared and declared[key].check(value):
-            problems.append(Diagnostic(Loc("--set", 1, 1), f"parameter '{key}': {declared[key].check(value)}"))
-        scope[key] = value
+            problems.append(Diagnostic(setting_loc(key, value), f"parameter '{key}': {declared[key].check(value)}"))
+        scope[str(key)] = value
     blocks, block_problems = block_defs(tree, libraries)
     problems += block_problems
     if problems or shape is None:
@@ -159,12 +160,16 @@ def load(path: str | os.PathLike[str], **options: Any) -> Graph:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """'key=value' from the command line; the value is read as a YAML scalar (0.5, true, relu)."""
+    """'key=value' from the command line; the value is read as a YAML scalar (0.5, true, relu). The key is a SetKey,
+    so a later check reports a problem with it at this argument."""
     key, sep, raw = text.partition("=")
+    where = f"--set {text}"
     if not sep or not key.strip():
-        raise SpecError([Diagnostic(Loc("--set", 1, 1), f"expected KEY=VALUE, got '{text}'")])
+        got = "no '='" if not sep else "no KEY before '='"
+        message = f"expected KEY=VALUE (a spec parameter, e.g. num_classes=10, or a train setting, e.g. train.epochs=3); got {got}"
+        raise SpecError([Diagnostic(Loc.argument(where), message)])
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
-    return key.strip(), value
+    return SetKey(key.strip(), where), value

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
-from netdsl.errors import Diagnostic, Loc, SpecError, did_you_mean
+from netdsl.errors import Diagnostic, Loc, SpecError
 from netdsl.ir import Graph
+from netdsl.overrides import covering, setting_loc, settings_diagnostics, show_value
 from netdsl.spec.formats import parse_tree
 from netdsl.spec.load import load_tree, read_spec
 from netdsl.spec.yaml_tree import loc_of, plain
@@ -38,26 +38,22 @@ class Prepared:
 
 
 def apply_settings(train: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """`--set train.optimizer.lr=0.01` and `--epochs 3`: dotted keys under train."""
+    """`--set train.optimizer.lr=0.01` and `--epochs 3`: dotted keys under train; a problem is located at its --set."""
     out = copy.deepcopy(train)
     for dotted, value in settings.items():
         keys = dotted.split(".")[1:]
+        if not keys or not all(keys):
+            raise SpecError([Diagnostic(setting_loc(dotted, value), "name a setting under train, e.g. train.epochs=3 or train.optimizer.lr=0.01")])
         node = out
-        for key in keys[:-1]:
+        for i, key in enumerate(keys[:-1]):
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
-                raise SpecError([Diagnostic(Loc("--set", 1, 1), f"'{dotted}': '{key}' is not a section")])
+                section = ".".join(["train", *keys[: i + 1]])
+                raise SpecError([Diagnostic(setting_loc(dotted, value), f"{section} is a value ({show_value(node)}), not a section of settings")])
         node[keys[-1]] = value
-    problems = sorted(jsonschema.Draft202012Validator(TRAIN_SCHEMA).iter_errors(out), key=lambda e: list(e.absolute_path))
-    if problems and settings:
-        e = problems[0]
-        where = ".".join(["train", *map(str, e.absolute_path)])
-        hint = ""
-        if e.validator == "additionalProperties":
-            allowed = list(e.schema.get("properties", {})) if isinstance(e.schema, dict) else []
-            extra = [k for k in e.instance if k not in allowed]
-            hint = did_you_mean(extra[0], allowed) if extra else ""
-        raise SpecError([Diagnostic(Loc("--set", 1, 1), f"{where}: {e.message}{hint}")])
+    problems = settings_diagnostics(out, settings, TRAIN_SCHEMA) if settings else []
+    if problems:
+        raise SpecError(problems)
     return out
 
 
@@ -97,11 +93,12 @@ def _given(tree: Any, train: dict[str, Any], settings: Mapping[str, Any]) -> dic
         if node is None:
             continue
         flag = f"train.{key}"
-        if any(s == flag or s.startswith(flag + ".") or flag.startswith(s + ".") for s in settings):
-            out[key] = Loc("--set", 1, 1)
+        setting = covering(settings, flag.split("."))
+        if setting is not None:
+            out[key] = setting_loc(setting, settings[setting])
         else:
             loc = loc_of(tree, ("train", *keys))
-            out[key] = loc or Loc(flag, 1, 1)
+            out[key] = loc or Loc.argument(flag)
     return out
 
 

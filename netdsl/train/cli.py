@@ -16,7 +16,7 @@ from netdsl.errors import Diagnostic, Loc, SpecError
 
 def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("train", help="train a spec with its train: settings; writes runs/<name>-<time>/")
-    p.add_argument("spec")
+    p.add_argument("spec", help="a spec file (.yaml or .net) with a train: section")
     p.add_argument("--out", default="runs", help="where run directories go (default runs/)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly where its last checkpoint left it")
@@ -28,27 +28,89 @@ def add_commands(sub: Any, spec_options: Callable[[argparse.ArgumentParser], Non
     p.add_argument("--node-rank", type=int, default=0, help="this machine's rank, 0 .. nnodes-1; machine 0 writes the run directory")
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="machine 0's address and a free port there, where the processes meet (with --nnodes > 1)")
     p.add_argument("--run-dir", help=argparse.SUPPRESS)  # set by --nproc for its worker processes
+    p.add_argument("--json", action="store_true", help="print the run's results as JSON on stdout (progress lines go to stderr)")
+    shortcut_options(p, ("--lr", "--batch-size", "--device", "--workers"))
     spec_options(p)
 
     p = sub.add_parser(
         "eval", help="test-split loss and metrics for trained weights, with a picture: confusion matrix, or example predictions (segmentation, reconstruction)"
     )
-    p.add_argument("spec")
-    p.add_argument("--weights", required=True, help="best.pt, last.pt or .safetensors")
+    p.add_argument("spec", help="a spec file, or a training run folder (its resolved.yaml and best.pt)")
+    p.add_argument("--weights", help="best.pt, last.pt, .safetensors or a run folder (default: the run folder given as SPEC)")
     p.add_argument("--out", help="the PNG (default: confusion.png or examples.png beside the weights)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--report", metavar="FILE", help="where the results go as JSON (default: eval.json beside the PNG)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    shortcut_options(p, ("--batch-size", "--device", "--workers"))
     spec_options(p)
 
     p = sub.add_parser(
         "predict", help="what trained weights make of images (or .npy arrays): top-k classes, masks, reconstructions, values or labels, by the task"
     )
-    p.add_argument("spec")
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("--weights", required=True)
+    p.add_argument("spec", help="a spec file, or a training run folder (its resolved.yaml and best.pt)")
+    p.add_argument("inputs", nargs="+", help="image or .npy files, folders (every image and .npy inside) or quoted globs ('imgs/*.png')")
+    p.add_argument("--weights", help="best.pt, last.pt, .safetensors or a run folder (default: the run folder given as SPEC)")
     p.add_argument("--top", type=int, default=3, help="classification: how many classes to show")
     p.add_argument("--out", help="segmentation/reconstruction: folder for the output PNGs (default: predictions/ beside the weights)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per input")
+    shortcut_options(p, ("--batch-size", "--device"))
     spec_options(p)
+
+
+SHORTCUTS = {  # flag: (the train setting it stands for, its help)
+    "--lr": ("train.optimizer.lr", "learning rate: short for --set train.optimizer.lr=LR"),
+    "--batch-size": ("train.batch_size", "samples per step: short for --set train.batch_size=N"),
+    "--device": ("train.device", "auto, cpu or cuda: short for --set train.device=D"),
+    "--workers": ("train.workers", "data-loading processes (a number or auto): short for --set train.workers=N"),
+}
+EVAL_HELP = {  # the same flags on eval and predict, where they mean how the network runs rather than a train setting
+    "--batch-size": "samples per forward pass (default 256)",
+    "--device": "where the network runs: cpu (default), cuda or auto",
+    "--workers": "data-loading processes for the test split: short for --set train.workers=N",
+}
+
+
+def shortcut_options(p: argparse.ArgumentParser, flags: tuple[str, ...]) -> None:
+    """The common training flags as shortcuts for `--set train.KEY=VALUE` (checked against the same schema)."""
+    train = p.prog.split()[-1] == "train"
+    for flag in flags:
+        metavar = {"--lr": "LR", "--batch-size": "N", "--device": "D", "--workers": "N"}[flag]
+        p.add_argument(flag, metavar=metavar, help=SHORTCUTS[flag][1] if train else EVAL_HELP[flag])
+
+
+def shortcut_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The shortcut flags given, as train settings, checked at once against the settings' schema as --set is and
+    located at the flag: `--lr: train.optimizer.lr must be a number > 0; got -1`."""
+    from netdsl.overrides import SetKey, settings_diagnostics
+    from netdsl.train.config import TRAIN_SCHEMA
+
+    out: dict[str, Any] = {}
+    for flag, (key, _) in SHORTCUTS.items():
+        text = getattr(args, flag[2:].replace("-", "_"), None)
+        if text is None:
+            continue
+        value = command_value(text)
+        section: dict[str, Any] = {}
+        node = section
+        *parents, last = key.split(".")[1:]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+        problems = settings_diagnostics(section, {SetKey(key, flag): value}, TRAIN_SCHEMA)
+        if problems:
+            raise SpecError(problems[:1])
+        out[key] = value
+    return out
+
+
+def command_value(text: str) -> Any:
+    """A flag's value: an integer, a number (1e-3 too, which YAML 1.1 would leave a string), else the text."""
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        return value if math.isfinite(value) else text
+    return text
 
 
 def split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -63,8 +125,9 @@ def split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
     variables.update(multipliers(args))
     if getattr(args, "epochs", None) is not None:
         if args.epochs < 1:
-            raise SpecError([Diagnostic(Loc("--epochs", 1, 1), f"--epochs must be >= 1, got {args.epochs}")])
+            raise SpecError([Diagnostic(Loc.argument("--epochs"), f"--epochs must be >= 1, got {args.epochs}")])
         settings["train.epochs"] = args.epochs
+    settings.update(shortcut_settings(args))
     return settings, variables
 
 
@@ -75,7 +138,7 @@ def multipliers(args: argparse.Namespace) -> dict[str, float]:
         if value is None:
             continue
         if not math.isfinite(value) or value <= 0:
-            raise SpecError([Diagnostic(Loc(flag, 1, 1), f"{flag} must be a finite number > 0, got {value:g}")])
+            raise SpecError([Diagnostic(Loc.argument(flag), f"{flag} must be a finite number > 0, got {value:g}")])
         out[variable] = value
     return out
 
@@ -91,11 +154,13 @@ def check_weights_path(path: str | None) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc < 1:
-        raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc must be >= 1, got {args.nproc}")])
+        raise SpecError([Diagnostic(Loc.argument("--nproc"), f"--nproc must be >= 1, got {args.nproc}")])
     if args.nnodes < 1:
-        raise SpecError([Diagnostic(Loc("--nnodes", 1, 1), f"--nnodes must be >= 1, got {args.nnodes}")])
+        raise SpecError([Diagnostic(Loc.argument("--nnodes"), f"--nnodes must be >= 1, got {args.nnodes}")])
     if not 0 <= args.node_rank < args.nnodes:
-        raise SpecError([Diagnostic(Loc("--node-rank", 1, 1), f"--node-rank must be 0 .. {args.nnodes - 1} with --nnodes {args.nnodes}, got {args.node_rank}")])
+        raise SpecError(
+            [Diagnostic(Loc.argument("--node-rank"), f"--node-rank must be 0 .. {args.nnodes - 1} with --nnodes {args.nnodes}, got {args.node_rank}")]
+        )
     if (args.nproc > 1 or args.nnodes > 1) and "WORLD_SIZE" not in os.environ:
         return launch(args)
     from netdsl.train.api import train
@@ -111,9 +176,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         allow_changes=args.allow_changes,
         run_dir=args.run_dir,
+        log=(lambda line: print(line, file=sys.stderr, flush=True)) if args.json else None,
     )
     status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {"state": "finished"}
+    if args.json and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        print(json.dumps(run_summary(run, status), indent=2))
     return 0 if status["state"] == "finished" else 130
+
+
+def run_summary(run: Any, status: dict[str, Any]) -> dict[str, Any]:
+    """`train --json`: the run folder, how it ended, its results.json and where its files are."""
+    results = json.loads((run / "results.json").read_text()) if (run / "results.json").exists() else {}
+    files = {name: str(run / name) for name in ("best.pt", "best.safetensors", "last.pt", "curves.png", "metrics.csv") if (run / name).exists()}
+    return {"run": str(run), "state": status["state"], "reason": status.get("reason", "")} | results | {"files": files}
 
 
 def check_settings(spec: str, input_shape: str | None, settings: dict[str, Any]) -> None:
@@ -139,17 +214,19 @@ def check_processes(nproc: int) -> None:
 
     if torch.cuda.is_available():
         if nproc > torch.cuda.device_count():
-            raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc {nproc}: this machine has {torch.cuda.device_count()} GPU(s); one process per GPU")])
+            raise SpecError([Diagnostic(Loc.argument("--nproc"), f"--nproc {nproc}: this machine has {torch.cuda.device_count()} GPU(s); one process per GPU")])
         return
     cpus = usable_cpus()
     if nproc > cpus:
-        raise SpecError([Diagnostic(Loc("--nproc", 1, 1), f"--nproc {nproc}: this machine has {cpus} CPU core(s) and no GPU; use at most {cpus} processes")])
+        raise SpecError([Diagnostic(Loc.argument("--nproc"), f"--nproc {nproc}: this machine has {cpus} CPU core(s) and no GPU; use at most {cpus} processes")])
 
 
 def rendezvous(args: argparse.Namespace) -> list[str]:
     """torchrun's options: a free local port for one machine; for several, machine 0's endpoint, checked free on machine 0."""
     if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
-        raise SpecError([Diagnostic(Loc("--node-rank", 1, 1), f"--node-rank must be 0 .. {args.nnodes - 1} with --nnodes {args.nnodes}, got {args.node_rank}")])
+        raise SpecError(
+            [Diagnostic(Loc.argument("--node-rank"), f"--node-rank must be 0 .. {args.nnodes - 1} with --nnodes {args.nnodes}, got {args.node_rank}")]
+        )
     if args.nnodes == 1:
         return ["--standalone"]
     host, _, port = (args.rdzv_endpoint or "").rpartition(":")
@@ -157,7 +234,7 @@ def rendezvous(args: argparse.Namespace) -> list[str]:
         raise SpecError(
             [
                 Diagnostic(
-                    Loc("--rdzv-endpoint", 1, 1),
+                    Loc.argument("--rdzv-endpoint"),
                     f"--nnodes {args.nnodes} needs --rdzv-endpoint HOST:PORT (machine 0's address), got '{args.rdzv_endpoint or ''}'",
                 )
             ]
@@ -170,7 +247,7 @@ def rendezvous(args: argparse.Namespace) -> list[str]:
                 probe.bind((host, int(port)))
             except OSError as exc:
                 raise SpecError(
-                    [Diagnostic(Loc("--rdzv-endpoint", 1, 1), f"cannot listen on {host}:{port} for the rendezvous: {exc.strerror}; choose another port")]
+                    [Diagnostic(Loc.argument("--rdzv-endpoint"), f"cannot listen on {host}:{port} for the rendezvous: {exc.strerror}; choose another port")]
                 ) from None
     return ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank), "--master-addr", host, "--master-port", port]
 
@@ -201,33 +278,46 @@ def launch(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from netdsl.train.api import per_class_lines
-    from netdsl.train.evaluation import evaluate
+def run_options(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """eval's and predict's spec and weights (a run folder stands for either or both), settings, variables, and how
+    the network runs (batch size, device: the shortcut flags, which here are not train settings)."""
+    from netdsl.train.files import trained_sources
 
     check_weights_path(args.weights)
+    spec, weights = trained_sources(args.spec, args.weights)
     settings, variables = split_settings(args)
-    check_settings(args.spec, args.input, settings)
-    result = evaluate(args.spec, args.weights, args.out, settings=settings, variables=variables, input_shape=args.input)
+    running = {"batch_size": settings.pop("train.batch_size", 256), "device": settings.pop("train.device", "cpu")}
+    return spec, weights, settings, variables, running
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from netdsl.train.api import per_class_lines
+    from netdsl.train.evaluation import evaluate, report_lines
+
+    spec, weights, settings, variables, running = run_options(args)
+    check_settings(str(spec), args.input, settings)
+    result = evaluate(spec, weights, args.out, report=args.report, settings=settings, variables=variables, input_shape=args.input, **running)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     figures = " ".join(f"{k[5:]} {v:.4f}" for k, v in result.items() if k.startswith("test_") and isinstance(v, float))
     print(f"{result['task']}: test {figures} on {result['test_samples']} samples")
-    for line in per_class_lines(result.get("test_per_class", [])):
+    for line in report_lines(result) or per_class_lines(result.get("test_per_class", [])):
         print(line)
     picture = result.get("confusion_png") or result.get("examples_png")
     if picture:
         print(f"{'confusion matrix' if 'confusion_png' in result else 'examples'}: {picture}")
+    print(f"report: {result['report_json']}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from netdsl.train.evaluation import predict
 
-    check_weights_path(args.weights)
-    settings, variables = split_settings(args)
-    results = predict(args.spec, args.weights, args.inputs, args.top, args.out, settings=settings, variables=variables, input_shape=args.input)
+    spec, weights, settings, variables, running = run_options(args)
+    results = predict(spec, weights, args.inputs, args.top, args.out, settings=settings, variables=variables, input_shape=args.input, **running)
+    for note in results.notes:  # how many files a folder or glob gave, apart from the results
+        print(note, file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -267,12 +267,13 @@ def check_freeze_patterns(patterns: list[str], names: list[str]) -> None:
 def setting_locator(tree: Any, settings: Mapping[str, Any], file: str) -> Callable[[str], Loc]:
     """Where a train setting was written, for a dotted key such as 'data.split': '--set' when the command line set it
     (or a part of it), else the key's position in the spec, else the nearest enclosing key's, else the file's start."""
+    from netdsl.overrides import covering, setting_loc
     from netdsl.spec.yaml_tree import loc_of
 
     def locate(key: str) -> Loc:
-        flag = f"train.{key}"
-        if any(s == flag or s.startswith(flag + ".") or flag.startswith(s + ".") for s in settings):
-            return Loc("--set", 1, 1)
+        given = covering(settings, f"train.{key}".split("."))
+        if given is not None:
+            return setting_loc(given, settings[given])
         keys = key.split(".")
         for n in range(len(keys), 0, -1):
             loc = loc_of(tree, ("train", *keys[:n]), key=True) if _has_path(tree, ("train", *keys[:n])) else None

@@ -110,24 +110,16 @@ def in_memory(
 
 
 def read_digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """scikit-learn's bundled 1,797 handwritten digits (8 x 8, 16 grey levels; UCI optdigits test set), no download.
+    """The 1,797 handwritten digits shipped in netdsl/data (8 x 8, 16 grey levels; UCI optdigits test set), no download.
 
-    Read straight from the package's `datasets/data/digits.csv.gz` (64 pixels and the label per row), which is
-    what `load_digits()` parses, without importing scikit-learn and SciPy (about 2.5 s on 2 cores).
+    `digits.csv.gz` is scikit-learn's file (64 pixels and the label per row; licence in DIGITS-LICENSE.md beside it),
+    read as `load_digits()` reads it, without scikit-learn.
     """
-    import importlib.util
+    from importlib.resources import files
 
-    spec = importlib.util.find_spec("sklearn")
-    csv = Path(next(iter(spec.submodule_search_locations or []), "")) / "datasets" / "data" / "digits.csv.gz" if spec else None
-    if csv is not None and csv.is_file():
-        with gzip.open(csv, "rt") as f:
-            table = np.loadtxt(f, delimiter=",", dtype=np.float32)
-        images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
-    else:  # a scikit-learn that keeps the file elsewhere
-        from sklearn.datasets import load_digits  # type: ignore[import-untyped]
-
-        bunch = load_digits()
-        images, target = bunch.images, bunch.target
+    with (files("netdsl") / "data" / "digits.csv.gz").open("rb") as raw, gzip.open(raw, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    images, target = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
     x = torch.tensor(images, dtype=torch.float32)[:, None] / 16.0
     return x, torch.tensor(target, dtype=torch.int64), [str(c) for c in range(10)]
 

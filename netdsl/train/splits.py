@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from netdsl.errors import Diagnostic, Loc, SpecError
+from netdsl.errors import Diagnostic, SpecError, given_loc
 from netdsl.train.targets import TARGET_KINDS, Targets
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]
@@ -28,7 +28,8 @@ class DataError(SpecError):
 
 
 def fail(where: str, message: str) -> DataError:
-    return DataError([Diagnostic(Loc(where, 1, 1), message)])
+    """A data problem located at a file (`path:1:1`), a setting, or an option as itself (`--shard-size: ...`)."""
+    return DataError([Diagnostic(given_loc(where), message)])
 
 
 @dataclass(frozen=True)
