@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate specs: exit 0, or 2 with located errors")
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml or .net)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per spec: ok, counts and output shape, or its errors")
     spec_options(p)
 
     p = sub.add_parser("expand", help="print the resolved flat spec: blocks and repeats unrolled, defaults filled in")
@@ -261,14 +262,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     from netdsl.analysis import analyze
 
     failed = False
+    results: list[dict[str, Any]] = []
     for path in args.specs:
         try:
             report = analyze(_load_checked(path, args), 1)
         except SpecError as exc:
-            _print_errors(exc)
             failed = True
+            if args.json:
+                errors = [
+                    {"file": d.loc.file, "line": d.loc.line or None, "col": d.loc.col or None, "message": d.message, "note": d.note} for d in exc.diagnostics
+                ]
+                results.append({"spec": path, "ok": False, "errors": errors})
+            else:
+                _print_errors(exc)
             continue
-        print(f"{path}: ok ({report.params:,} params, {report.macs:,} MACs, output {'x'.join(map(str, report.output_shape))})")
+        if args.json:
+            results.append({"spec": path, "ok": True, "params": report.params, "macs": report.macs, "output_shape": list(report.output_shape)})
+        else:
+            print(f"{path}: ok ({report.params:,} params, {report.macs:,} MACs, output {'x'.join(map(str, report.output_shape))})")
+    if args.json:
+        print(json.dumps(results, indent=1))
     return EXIT_USAGE if failed else 0
 
 

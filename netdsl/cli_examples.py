@@ -16,6 +16,7 @@ EXAMPLES: dict[str, list[str]] = {
         "netdsl check specs/lenet5.yaml",
         "netdsl check specs/*.yaml",
         "netdsl check specs/vgg16.yaml --set num_classes=10",
+        "netdsl check specs/*.yaml --json",
     ],
     "expand": ["netdsl expand specs/resnet18.yaml", "netdsl expand specs/lenet5.net"],
     "diff": ["netdsl diff specs/resnet18.yaml specs/resnet34.yaml", "netdsl diff specs/vgg16.yaml specs/vgg16.yaml --set num_classes=10"],

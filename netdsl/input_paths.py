@@ -14,6 +14,7 @@ from pathlib import Path
 
 from netdsl.errors import input_error
 
+CHUNK_FILES = 256  # input files that predict and infer hold in memory at a time (a stacked .npy counts as one)
 INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy")  # netdsl.inputs reads these
 
 

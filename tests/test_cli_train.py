@@ -243,3 +243,18 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_predict_reads_a_folder_a_chunk_of_files_at_a_time(trained, images, cli, monkeypatch):
+    """Memory stays bounded whatever a folder holds: at most CHUNK_FILES files are read at once, and the answers are
+    those of one pass."""
+    import netdsl.input_paths
+    import netdsl.inputs
+
+    whole = cli("predict", str(trained["run"]), str(images), "--top", "2")
+    read = netdsl.inputs.read_inputs
+    sizes: list[int] = []
+    monkeypatch.setattr(netdsl.input_paths, "CHUNK_FILES", 2)
+    monkeypatch.setattr(netdsl.inputs, "read_inputs", lambda paths, shape: sizes.append(len(paths)) or read(paths, shape))
+    assert cli("predict", str(trained["run"]), str(images), "--top", "2") == whole
+    assert sizes == [2, 2]  # a.png b.png | c.jpg stack.npy (a stack of two samples is one file)

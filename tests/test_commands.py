@@ -137,3 +137,15 @@ def test_summary_states_accepted_input(cli):
 def test_summarize_and_analyze_agree_on_large_networks():
     report = analyze(netdsl.load(SPECS / "preact_resnet1001.yaml"))
     assert report.params == 10_327_706  # He et al. 2016b, pre-activation ResNet-1001 on CIFAR-10
+
+
+def test_check_json_gives_counts_or_located_errors_per_spec(cli):
+    code, out, err = cli("check", "specs/lenet5.yaml", "examples/broken.yaml", "--json")
+    assert (code, err) == (2, "")  # one spec failed: the exit status says so; the errors are in the JSON, not on stderr
+    lenet, broken = json.loads(out)
+    assert lenet == {"spec": "specs/lenet5.yaml", "ok": True, "params": 61_706, "macs": 416_520, "output_shape": [10]}  # LeCun et al. 1998
+    assert broken["ok"] is False and [(e["line"], e["col"]) for e in broken["errors"]] == [(6, 30), (7, 5), (8, 14)]
+    assert broken["errors"][1]["message"].startswith("unknown layer type 'rellu'; did you mean 'relu'?")
+    code, out, _ = cli("check", "specs/vgg16.yaml", "--set", "num_clases=10", "--json")
+    (error,) = json.loads(out)[0]["errors"]  # an argument has no line and column
+    assert (code, error["file"], error["line"], error["col"]) == (2, "--set num_clases=10", None, None)

@@ -14,7 +14,7 @@ from netdsl.backends.onnx import Labels, export
 from netdsl.backends.pytorch import build_module
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = """netdsl: 1
 name: tiny
@@ -92,3 +92,16 @@ def test_a_folder_without_inputs_is_one_line(cli, model, tmp_path):
 def test_a_glob_matching_nothing_is_one_line(cli, model, tmp_path):
     pattern = str(tmp_path / "*.png")
     assert cli("infer", model, pattern) == (2, "", f"{pattern}:1:1: glob '{pattern}' matches nothing\n")
+
+
+def test_a_folder_is_read_a_chunk_of_files_at_a_time(cli, model, inputs, monkeypatch):
+    """Memory stays bounded whatever a folder holds: at most CHUNK_FILES files are read at once, same answers."""
+    import netdsl.runtime.infer
+
+    whole = cli("infer", model, str(inputs), "--provider", "cpu", "--json")
+    read = netdsl.runtime.infer.read_inputs
+    sizes: list[int] = []
+    monkeypatch.setattr(netdsl.runtime.infer, "CHUNK_FILES", 2)
+    monkeypatch.setattr(netdsl.runtime.infer, "read_inputs", lambda paths, shape: sizes.append(len(paths)) or read(paths, shape))
+    assert cli("infer", model, str(inputs), "--provider", "cpu", "--json") == whole
+    assert sizes == [2, 1]  # a.png b.png | z.npy

@@ -15,6 +15,8 @@ from netdsl.memory import optimizer_state, saved_bytes
 from tests.conftest import SPECS
 from tests.test_torch_layers import CASES, example_graph
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # restores the thread count after each test
+
 # LSTM and GRU run as one fused kernel whose CPU workspace (oneDNN) and CUDA reserve (cuDNN) differ; their rule (the
 # input) undercounts, and no zoo spec uses them
 APPROXIMATE = {"lstm", "gru"}
@@ -42,7 +44,6 @@ def measure_saved(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 
 def test_tiny_network_by_hand():
-    torch.set_num_threads(1)
     graph = netdsl.load_text(TINY)
     # batch 2, float32 unless said: conv keeps its input 2*3*8*8*4 = 1536; bn its input (the conv's output) 2*4*8*8*4 = 2048
     # and the batch mean and inverse std 2*4*4 = 32; relu its output 2048; maxpool its input (relu's output, already
@@ -54,7 +55,6 @@ def test_tiny_network_by_hand():
 
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
 def test_zoo_estimate_within_ten_percent_of_autograd(name):
-    torch.set_num_threads(1)
     graph = netdsl.load(SPECS / f"{name}.yaml", input_shape="3x64x64")
     measured = measure_saved(build_module(graph, seed=0), torch.randn(2, 3, 64, 64))
     estimate = saved_bytes(graph, 2)
@@ -64,7 +64,6 @@ def test_zoo_estimate_within_ten_percent_of_autograd(name):
 
 @pytest.mark.parametrize(("name", "index"), [c for c in CASES if c[0] not in APPROXIMATE], ids=[f"{n}-{i}" for n, i in CASES if n not in APPROXIMATE])
 def test_every_layer_rule_equals_what_autograd_saves(name, index):
-    torch.set_num_threads(1)
     graph = example_graph(name, LAYERS[name].examples[index])
     x = torch.randn(3, *graph.input_shape)
     if LAYERS[graph.nodes[0].op] is not LAYERS["embedding"]:
@@ -75,7 +74,6 @@ def test_every_layer_rule_equals_what_autograd_saves(name, index):
 
 
 def test_merges_and_frozen_layers_match_autograd():
-    torch.set_num_threads(1)
     # add and concat keep nothing, mul both inputs; the frozen stem keeps nothing (no gradient flows through it)
     spec = (
         "netdsl: 1\nname: t\ninput: 3x8x8\nlayers:\n"
@@ -95,7 +93,6 @@ def test_merges_and_frozen_layers_match_autograd():
 
 @pytest.mark.parametrize("view", ["flatten", "reshape: [64]"])
 def test_a_view_and_its_source_are_kept_once(view):
-    torch.set_num_threads(1)
     # relu keeps its output and linear the flattened output, the same elements: one tensor of 2*4*4*4*4 = 512 bytes
     graph = netdsl.load_text(f"netdsl: 1\nname: t\ninput: 4x4x4\nlayers:\n  - relu\n  - {view}\n  - linear: 3\n")
     x = torch.randn(2, 4, 4, 4, requires_grad=True)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netdsl.errors import input_error
-from netdsl.input_paths import expand_inputs, input_files
+from netdsl.input_paths import CHUNK_FILES, expand_inputs, input_files
 from netdsl.inputs import read_inputs
 from netdsl.runtime.serving import check_finite, fit_output, model_task, picture_folder, write_outputs, writes_pictures
 from netdsl.runtime.session import Model, open_model
@@ -121,18 +121,24 @@ def infer(
     fixed = model.fixed_batch
     if fixed is not None and batch is not None and batch != fixed:
         raise input_error("--batch", f"--batch {batch}: {model_path} was exported with a fixed batch of {fixed}")
-    inputs = input_files(expand_inputs(list(inputs)))  # folders and quoted globs as their files, sorted
-    x, labels = read_inputs(inputs, sample_shape(model))
-    check_finite(x, labels, "input")
-    outputs = fit_output(model, task, run_batches(model, normalize(x, model), batch or fixed or DEFAULT_BATCH))
-    check_finite(outputs, labels, "output")
-    if task.name == "classification":
-        return model, classify(task, outputs, labels, top)
-    results = task.present(outputs, task.classes, top)
-    pngs: list[str | None] = [None] * len(labels)
-    if writes_pictures(task, outputs):
-        pngs = list(write_outputs(task, outputs, labels, picture_folder(Path(out) if out is not None else None, model.path, inputs, labels)))
-    return model, [Prediction(label, task.line(r), r, output_png=png) for label, r, png in zip(labels, results, pngs)]
+    files = input_files(expand_inputs(list(inputs)))  # folders and quoted globs as their files, sorted
+    predictions: list[Prediction] = []
+    for start in range(0, len(files), CHUNK_FILES):  # a folder of any size: read, run and answered a chunk at a time
+        chunk = files[start : start + CHUNK_FILES]
+        x, labels = read_inputs(chunk, sample_shape(model))
+        check_finite(x, labels, "input")
+        outputs = fit_output(model, task, run_batches(model, normalize(x, model), batch or fixed or DEFAULT_BATCH))
+        check_finite(outputs, labels, "output")
+        if task.name == "classification":
+            predictions += classify(task, outputs, labels, top)
+            continue
+        results = task.present(outputs, task.classes, top)
+        pngs: list[str | None] = [None] * len(labels)
+        if writes_pictures(task, outputs):
+            folder = picture_folder(Path(out) if out is not None else None, model.path, files, labels)
+            pngs = list(write_outputs(task, outputs, labels, folder))
+        predictions += [Prediction(label, task.line(r), r, output_png=png) for label, r, png in zip(labels, results, pngs)]
+    return model, predictions
 
 
 def classify(task: Task, outputs: np.ndarray, labels: list[str], top: int) -> list[Prediction]:

@@ -206,7 +206,7 @@ def predict(
     """
     import torch
 
-    from netdsl.input_paths import expand_inputs, expansion_notes, input_files
+    from netdsl.input_paths import CHUNK_FILES, expand_inputs, expansion_notes, input_files
     from netdsl.inputs import read_inputs
     from netdsl.runtime.serving import check_finite, picture_folder, write_outputs, writes_pictures
     from netdsl.train.checkpoint import trained_module
@@ -226,19 +226,22 @@ def predict(
         data = load_splits(prep.cfg["data"], prep.graph.input_shape, prep.base, targets=task.targets())
         mean, std, classes = data.mean, data.std, data.classes
         data.close()
-    x, labels = read_inputs(images, prep.graph.input_shape)
-    check_finite(x, labels, "input")
     where = run_device(device)
     model = trained_module(prep.graph, Path(weights)).to(where)
     shape = (1, -1, *([1] * (len(prep.graph.input_shape) - 1)))
     mean_t, std_t = torch.tensor(mean).view(shape), torch.tensor(std).view(shape)
-    with torch.inference_mode():
-        outputs = torch.cat([model(((batch - mean_t) / std_t).to(where)).float().cpu() for batch in torch.from_numpy(x).split(batch_size)]).numpy()
-    check_finite(outputs, labels, "output")
-    results = Predictions({"input": label} | r for label, r in zip(labels, task.present(outputs, list(classes), top)))
+    results = Predictions()
     results.task, results.notes = task, tuple(expansion_notes(expanded))
-    if writes_pictures(task, outputs):
-        folder = picture_folder(None if out is None else Path(out), str(Path(weights).parent / "weights"), images, labels)
-        for r, path in zip(results, write_outputs(task, outputs, labels, folder)):
-            r["output_png"] = path
+    for start in range(0, len(images), CHUNK_FILES):  # a folder of any size: read, run and answered a chunk at a time
+        x, labels = read_inputs(images[start : start + CHUNK_FILES], prep.graph.input_shape)
+        check_finite(x, labels, "input")
+        with torch.inference_mode():
+            outputs = torch.cat([model(((b - mean_t) / std_t).to(where)).float().cpu() for b in torch.from_numpy(x).split(batch_size)]).numpy()
+        check_finite(outputs, labels, "output")
+        chunk = [{"input": label} | r for label, r in zip(labels, task.present(outputs, list(classes), top))]
+        if writes_pictures(task, outputs):
+            folder = picture_folder(None if out is None else Path(out), str(Path(weights).parent / "weights"), images, labels)
+            for r, path in zip(chunk, write_outputs(task, outputs, labels, folder)):
+                r["output_png"] = path
+        results += chunk
     return results
