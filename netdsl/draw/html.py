@@ -129,7 +129,8 @@ SCRIPT = r"""
     holder.innerHTML = out.join("");
     holder.querySelectorAll(".box.block").forEach(el => el.addEventListener("click", () => { open.add(el.dataset.name); render(); }));
     holder.querySelectorAll(".cluster .toggle").forEach(el => el.addEventListener("click", () => { open.delete(el.parentNode.dataset.path); render(); }));
-    document.getElementById("count").textContent = [...shown.values()].filter(b => b.kind !== "input").length + " boxes";
+    const n = [...shown.values()].filter(b => b.kind !== "input").length;
+    document.getElementById("count").textContent = n + (n === 1 ? " box" : " boxes");
   }
   D.font = document.body.dataset.font;
   document.getElementById("expand").addEventListener("click", () => { D.clusters.forEach(c => open.add(c.path)); render(); });
