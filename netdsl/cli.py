@@ -161,8 +161,9 @@ def _load(path: str, args: argparse.Namespace) -> Any:
     return load(path, input_shape=args.input, variables=variables)
 
 
-def _load_with_freeze(args: argparse.Namespace) -> tuple[Any, tuple[str, ...]]:
-    """The graph, and the train.transfer.freeze patterns (the spec's, or --set 'train.transfer.freeze=[...]'): summarize counts them frozen."""
+def _load_with_train(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The graph, and its train settings (the spec's, with --set train.X=V applied, every default filled in); their
+    train.transfer.freeze patterns must match parameters, since summarize counts those frozen."""
     from netdsl.spec.formats import parse_tree
     from netdsl.spec.load import load_tree, read_spec
     from netdsl.spec.yaml_tree import plain
@@ -175,12 +176,9 @@ def _load_with_freeze(args: argparse.Namespace) -> tuple[Any, tuple[str, ...]]:
     tree = parse_tree(text, name)
     graph = load_tree(tree, name, input_shape=args.input, variables=variables)
     train = tree.get("train") if isinstance(tree, dict) else None
-    if not settings and not train:
-        return graph, ()
-    transfer = resolve(apply_settings(plain(train or {}), settings)).get("transfer") or {}
-    freeze = tuple(transfer.get("freeze", []))
-    check_freeze_patterns(list(freeze), [p for node in graph.nodes for p, _ in node.params()])
-    return graph, freeze
+    resolved = resolve(apply_settings(plain(train or {}), settings))
+    check_freeze_patterns(list((resolved.get("transfer") or {}).get("freeze", [])), [p for node in graph.nodes for p, _ in node.params()])
+    return graph, resolved
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
@@ -197,33 +195,18 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     if args.batch is not None and args.batch < 1:
         raise input_error("--batch", f"--batch must be >= 1, got {args.batch}")
     columns = DEFAULT_COLUMNS if args.columns is None else parse_columns(args.columns)
-    graph, freeze = _load_with_freeze(args)
+    graph, train = _load_with_train(args)
+    freeze = tuple((train.get("transfer") or {}).get("freeze", []))
     report = analyze(graph, args.depth or None, freeze)
     if args.batch is not None or args.train:
-        train = _summarize_train_settings(args) if args.train else None
-        batch = args.batch or (train or {}).get("batch_size", 1)
-        optimizer = train["optimizer"] if train else None
+        batch = args.batch or (train.get("batch_size", 1) if args.train else 1)
+        optimizer = train["optimizer"] if args.train else None
         report = replace(report, batch_memory=batch_memory(graph, report.memory, batch, report.trainable, optimizer, freeze))
     rule = input_rule(graph)
     sys.stdout.write(render_json(report, rule) if args.json else render_table(report, rule, columns))
     if args.torch:
         return torch_cross_check(graph, report)
     return 0
-
-
-def _summarize_train_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The spec's train settings with --set train.X=V applied and every default filled in (the optimizer, batch_size)."""
-    from netdsl.spec.formats import parse_tree
-    from netdsl.spec.load import read_spec
-    from netdsl.spec.yaml_tree import plain
-    from netdsl.train.api import apply_settings
-    from netdsl.train.cli import split_settings
-    from netdsl.train.config import resolve
-
-    settings, _ = split_settings(args)
-    tree = parse_tree(*read_spec(args.spec))
-    train = tree.get("train") if isinstance(tree, dict) else None
-    return resolve(apply_settings(plain(train or {}), settings))
 
 
 def torch_cross_check(graph: Any, report: Any) -> int:

@@ -15,7 +15,8 @@ from pathlib import Path
 from netdsl.errors import input_error
 
 CHUNK_FILES = 256  # input files that predict and infer hold in memory at a time (a stacked .npy counts as one)
-INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy")  # netdsl.inputs reads these
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what netdsl.inputs reads with Pillow
+INPUT_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
 
 
 @dataclass(frozen=True)

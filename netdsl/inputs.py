@@ -14,7 +14,6 @@ import numpy as np
 
 from netdsl.errors import input_error
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 PILLOW_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 

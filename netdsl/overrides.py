@@ -72,14 +72,14 @@ def settings_diagnostics(train: dict[str, Any], settings: Mapping[str, Any], sch
 
 def _sentences(error: jsonschema.ValidationError, schema: dict[str, Any]) -> Iterator[tuple[list[str], str]]:
     """(dotted path from train, sentence) for one schema error, as netdsl.spec.validate words a spec's."""
-    from netdsl.spec.validate import _expected, _matching_branch, _show
+    from netdsl.spec.validate import expected, matching_branch, show
 
     path = ["train", *map(str, error.absolute_path)]
     where = ".".join(path)
     sub: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
     inst = cast(Any, error.instance)
     if error.validator in ("anyOf", "oneOf"):
-        chosen = _matching_branch(error)
+        chosen = matching_branch(error)
         if chosen:
             for e in chosen:
                 yield from _sentences(e, schema)
@@ -97,7 +97,7 @@ def _sentences(error: jsonschema.ValidationError, schema: dict[str, Any]) -> Ite
         yield path, f"{where} needs '{missing[0]}'"
         return
     hint = did_you_mean(inst, [str(c) for c in sub["enum"]]) if error.validator == "enum" and isinstance(inst, str) else ""
-    yield path, f"{where} must be {_expected(sub)}; got {_show(inst)}{hint}"
+    yield path, f"{where} must be {expected(sub)}; got {show(inst)}{hint}"
 
 
 def _elsewhere(key: str, schema: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ def validate_tree(tree: Any, file: str, library: bool = False, blocks: Collectio
     """All schema violations of a spec (or of a block library), one located diagnostic each."""
     root = Loc(file, 1, 1)
     if not isinstance(tree, YMap):
-        got = "an empty document" if tree is None else f"{_type_name(tree)} {_show(tree)}"
+        got = "an empty document" if tree is None else f"{_type_name(tree)} {show(tree)}"
         keys = "netdsl, blocks" if library else "netdsl, name, input, layers"
         return [Diagnostic(getattr(tree, "loc", root), f"a {'block library' if library else 'spec'} must be a mapping with keys {keys}; got {got}")]
     out, unknown = unknown_types(tree, set(blocks))
@@ -78,12 +78,12 @@ def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list
     schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
     rule: Any = error.validator_value
     if v in ("anyOf", "oneOf"):
-        chosen = _matching_branch(error)
+        chosen = matching_branch(error)
         if chosen:
             return [d for e in chosen for d in _translate(e, tree, file)]
         words = [str(w) for branch in schema.get(v, []) if isinstance(branch, dict) for w in branch.get("enum", [])]
         hint = did_you_mean(inst, words) if isinstance(inst, str) else ""
-        return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}{hint}")]
+        return [Diagnostic(loc, f"{prefix}{_what(path)} must be {expected(schema)}; got {show(inst)}{hint}")]
     if v == "additionalProperties":
         allowed = [k for k in schema.get("properties", {})]
         out = []
@@ -102,14 +102,14 @@ def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list
     if v == "minProperties":
         return [Diagnostic(loc, f"{prefix}empty mapping where a layer {{type: options}} was expected")]
     if v == "const" and path == ["netdsl"]:
-        return [Diagnostic(loc, f"unsupported format version {_show(inst)}; this netdsl reads version {rule}")]
+        return [Diagnostic(loc, f"unsupported format version {show(inst)}; this netdsl reads version {rule}")]
     if v == "minItems" and not inst:
         return [Diagnostic(loc, f"{prefix}{_what(path)} is empty; it needs at least one entry")]
     hint = did_you_mean(inst, [str(c) for c in schema["enum"]]) if v == "enum" and isinstance(inst, str) else ""
-    return [Diagnostic(loc, f"{prefix}{_what(path)} must be {_expected(schema)}; got {_show(inst)}{hint}")]
+    return [Diagnostic(loc, f"{prefix}{_what(path)} must be {expected(schema)}; got {show(inst)}{hint}")]
 
 
-def _matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+def matching_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
     """Of an anyOf's failed branches, the errors of the one whose type fits the value (if exactly one does)."""
     by_branch: dict[int, list[jsonschema.ValidationError]] = defaultdict(list)
     for sub in error.context or []:
@@ -202,11 +202,11 @@ def _what(path: list[Any]) -> str:
     return "this value" if path else "the spec"
 
 
-def _expected(schema: dict[str, Any]) -> str:
+def expected(schema: dict[str, Any]) -> str:
     if "title" in schema:
         return str(schema["title"])
     if "anyOf" in schema:
-        parts = [_expected(s) for s in schema["anyOf"]]
+        parts = [expected(s) for s in schema["anyOf"]]
         return " or ".join(dict.fromkeys(p for p in parts if p))
     if "enum" in schema:
         return "one of " + ", ".join(repr(c) for c in schema["enum"])
@@ -242,7 +242,7 @@ def _type_name(value: Any) -> str:
     return {YMap: "a mapping", YList: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
