@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_tasks.py
 	$(BIN)/python bench/bench_int8.py
 	$(BIN)/python bench/bench_draw.py
+	$(BIN)/python bench/bench_lsp.py
 
 zoo-full: $(STAMP)
 	NETDSL_FULL_ZOO=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/test_torch_backend.py tests/test_onnx_zoo.py
@@ -61,7 +62,7 @@ kill-resume: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/python -c "from netdsl.layers.registry import index_text; open('netdsl/layers/index.py', 'w').write(index_text())"
-	$(BIN)/python -c "import json; from netdsl.spec.schema import build_schema; open('netdsl/schema.json', 'w').write(json.dumps(build_schema(), indent=1) + '\n')"
+	$(BIN)/python -c "from netdsl.spec.schema import write_schemas; write_schemas('netdsl')"
 
 clean:
 	rm -rf $(VENV) $(VENV)-core $(VENV)-runtime build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="SPEC_B", help="the spec compared to")
     spec_options(p)
 
-    sub.add_parser("schema", help="print the spec JSON Schema (for editors, e.g. yaml-language-server)")
+    p = sub.add_parser("schema", help="print the spec JSON Schema (for editors, e.g. yaml-language-server)")
+    p.add_argument("--library", action="store_true", help="the block-library schema instead (netdsl/blocks/*.yaml and your own libraries)")
+    p.add_argument("--path", action="store_true", help="print the shipped schema file's absolute path instead, for `# yaml-language-server: $schema=PATH`")
     add_train_commands(sub, spec_options)
     add_onnx_commands(sub, spec_options)
 
@@ -119,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("completion", help="print a shell completion script: subcommands, options, spec and model files")
     p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell the script is for")
+
+    p = sub.add_parser("lsp", help="run the language server for editors over stdio: diagnostics, hover, inlay hints, completion")
+    p.add_argument("--stdio", action="store_true", help="talk LSP on stdin and stdout (the default and only transport; editors pass it)")
+    p.add_argument("--log", metavar="FILE", help="append the server's log to this file (default: warnings to stderr)")
     _finish_help(parser, [])
     return parser
 
@@ -323,6 +329,20 @@ def cmd_draw(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    """Serve LSP on stdio until the editor exits (needs the [lsp] group: pygls)."""
+    import logging
+
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    else:
+        logging.basicConfig(level=logging.WARNING)
+    from netdsl.lsp.server import serve
+
+    serve()
+    return 0
+
+
 def cmd_fmt(args: argparse.Namespace) -> int:
     from netdsl.fmt import fmt_files
 
@@ -357,9 +377,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from netdsl.spec.schema import shipped_schema
+    from netdsl.spec.schema import library_schema, schema_path, shipped_schema
 
-    print(json.dumps(shipped_schema(), indent=1))
+    if args.path:
+        print(schema_path(args.library))
+    else:
+        print(json.dumps(library_schema() if args.library else shipped_schema(), indent=1))
     return 0
 
 
@@ -395,6 +418,7 @@ COMMANDS = {
     "draw": cmd_draw,
     "fmt": cmd_fmt,
     "completion": cmd_completion,
+    "lsp": cmd_lsp,
     "data": cmd_data,
 }
 

@@ -20,7 +20,7 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "expand": ["netdsl expand specs/resnet18.yaml", "netdsl expand specs/lenet5.net"],
     "diff": ["netdsl diff specs/resnet18.yaml specs/resnet34.yaml", "netdsl diff specs/vgg16.yaml specs/vgg16.yaml --set num_classes=10"],
-    "schema": ["netdsl schema > netdsl.schema.json"],
+    "schema": ["netdsl schema > netdsl.schema.json", "netdsl schema --path", "netdsl schema --library > library.schema.json"],
     "train": [
         "netdsl train specs/lenet5.yaml --epochs 3",
         "netdsl train specs/lenet5.yaml --set train.optimizer.lr=0.01 --out runs",
@@ -49,6 +49,7 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "convert": ["netdsl convert specs/lenet5.yaml", "netdsl convert specs/lenet5.yaml -o lenet5.net"],
     "fmt": ["netdsl fmt specs/lenet5.yaml", "netdsl fmt --check specs/*.yaml specs/*.net"],
+    "lsp": ["netdsl lsp", "netdsl lsp --log /tmp/netdsl-lsp.log"],
     "completion": [
         "netdsl completion bash > ~/.local/share/bash-completion/completions/netdsl",
         "netdsl completion zsh > ~/.zfunc/_netdsl",

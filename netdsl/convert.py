@@ -1,4 +1,5 @@
-"""`netdsl convert`: a spec written in the other format (YAML <-> .net), the same raw tree, comments kept.
+"""`netdsl convert`: a spec written in the other format (YAML <-> .net), the same raw tree, comments kept (but for the
+`# yaml-language-server:` modeline, which only a YAML file can use).
 
 Both directions go through the raw tree: parse, write, and parse the result again to check that it reads back to
 exactly the same tree (an internal check: a difference is a netdsl bug, not the user's).
@@ -18,12 +19,16 @@ from netdsl.spec.load import read_spec
 from netdsl.write_net import write_net
 from netdsl.write_yaml import write_yaml
 
+MODELINE = "# yaml-language-server:"  # the first line of a YAML spec that points plain YAML editors at the schema
+
 
 def rewrite(text: str, file: str, to: Format) -> str:
     """Spec text (its format told by `file`'s suffix) written in format `to`, with its comments; raises SpecError."""
     source = format_of(file)
     tree = parse_tree(text, file)
     notes = source_notes(text, source)
+    if to == "net":  # a YAML editor's modeline means nothing in the text format (and its path is relative to the YAML file)
+        notes = [n for n in notes if not (n.own_line and n.text.startswith(MODELINE))]
     lines = write_net(tree, file, notes, chains=source == "yaml") if to == "net" else write_yaml(tree)
     out = render(lines, notes)
     again = parse_tree(out, f"<{file} written as {to}>", to)

@@ -29,6 +29,8 @@ MODULES: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnxruntime", "runtime"),
     "webdataset": ("WebDataset", "shards"),
     "cairosvg": ("CairoSVG", "draw"),
+    "pygls": ("pygls", "lsp"),
+    "lsprotocol": ("lsprotocol", "lsp"),
 }
 
 TORCH_MODULES = frozenset({"torch", "numpy", "kornia", "PIL", "matplotlib", "safetensors", "rich", "tensorboard", "mlflow", "sqlalchemy", "alembic"})
@@ -40,6 +42,7 @@ GROUP_MODULES: dict[str, frozenset[str]] = {
     "gpu": frozenset({"onnxruntime", "numpy", "PIL"}),
     "shards": frozenset({"webdataset"}),
     "draw": frozenset({"cairosvg"}),
+    "lsp": frozenset({"pygls", "lsprotocol"}),
 }
 
 # command -> the groups it needs, in the order they are suggested
@@ -51,7 +54,8 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "infer": ("runtime",),
     "bench": ("onnx", "runtime"),  # a spec: exported, then timed on onnxruntime and PyTorch
     "bench MODEL.onnx": ("runtime",),
-    "data": ("torch", "shards"),  # data pack reads images with the training side's readers
+    "data": ("torch", "shards"),
+    "lsp": ("lsp",),  # data pack reads images with the training side's readers
 }
 
 

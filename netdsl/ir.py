@@ -75,6 +75,7 @@ class Group:
     path: str
     kind: str
     loc: Loc
+    args: tuple[tuple[str, Any], ...] = field(default=(), compare=False)  # a block instance's parameter values
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ ok "core: netdsl completion bash" bash -c "$CORE/netdsl completion bash > $OUT/n
 ok "core: the completion script completes netdsl's commands" has "summarize" "$OUT/netdsl.bash"
 ok "core: the digits ship in the package" "$CORE/python" -I -c "from importlib.resources import files; assert len((files('netdsl') / 'data' / 'digits.csv.gz').read_bytes()) == 57523"
 ok "core: train names the group to install" says "netdsl train: needs PyTorch, which is not installed: pip install 'netdsl[torch]'" "$CORE/netdsl" train specs/lenet5.yaml
+ok "core: lsp names the group to install" says "netdsl lsp: needs pygls, which is not installed: pip install 'netdsl[lsp]'" "$CORE/netdsl" lsp
 
 # ---- [runtime]
 ok "main venv: netdsl export specs/lenet5.yaml" "$MAIN/netdsl" export specs/lenet5.yaml -o "$OUT/lenet5.onnx"

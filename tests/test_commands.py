@@ -144,7 +144,7 @@ def test_check_json_gives_counts_or_located_errors_per_spec(cli):
     assert (code, err) == (2, "")  # one spec failed: the exit status says so; the errors are in the JSON, not on stderr
     lenet, broken = json.loads(out)
     assert lenet == {"spec": "specs/lenet5.yaml", "ok": True, "params": 61_706, "macs": 416_520, "output_shape": [10]}  # LeCun et al. 1998
-    assert broken["ok"] is False and [(e["line"], e["col"]) for e in broken["errors"]] == [(6, 30), (7, 5), (8, 14)]
+    assert broken["ok"] is False and [(e["line"], e["col"]) for e in broken["errors"]] == [(7, 30), (8, 5), (9, 14)]
     assert broken["errors"][1]["message"].startswith("unknown layer type 'rellu'; did you mean 'relu'?")
     code, out, _ = cli("check", "specs/vgg16.yaml", "--set", "num_clases=10", "--json")
     (error,) = json.loads(out)[0]["errors"]  # an argument has no line and column

@@ -159,7 +159,7 @@ def test_missing_file(cli, tmp_path):
 
 def test_bad_input_override(cli):
     code, _, err = cli("summarize", "specs/lenet5.yaml", "--input", "1x32")
-    assert (code, err) == (2, "specs/lenet5.yaml:7:5: conv 'c1': conv2d needs a C x H x W input, got 1x32\n")
+    assert (code, err) == (2, "specs/lenet5.yaml:8:5: conv 'c1': conv2d needs a C x H x W input, got 1x32\n")
 
 
 def test_bad_input_override_text(cli):

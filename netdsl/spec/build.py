@@ -310,7 +310,7 @@ class Builder:
             return None
         in_shapes = tuple(self.shapes[src] for src in inputs)
         scope = {**(self.variables if block.local else {}), **values, "in_channels": in_shapes[0][0], "in_shape": in_shapes[0], "in_shapes": in_shapes}
-        self.groups.append(Group(path, block.name, loc))
+        self.groups.append(Group(path, block.name, loc, tuple(values.items())))
         self.trace.append(f"in block '{block.name}' used at {loc}")
         try:
             sub = Frame(path + ".", inputs[0], None, frozen)
@@ -711,8 +711,12 @@ def _vloc(opts: Any, key: str, default: Loc) -> Loc:
     return opts.value_locs.get(key, default) if isinstance(opts, YMap) else default
 
 
-def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, Any], blocks: dict[str, BlockDef]) -> tuple[Graph | None, list[Diagnostic]]:
-    """Expand the top-level layer list into a Graph; returns it (None if any error) and the diagnostics."""
+def build_graph(
+    tree: YMap, file: str, input_shape: Shape, variables: dict[str, Any], blocks: dict[str, BlockDef], *, partial: bool = False
+) -> tuple[Graph | None, list[Diagnostic]]:
+    """Expand the top-level layer list into a Graph; returns it (None if any error) and the diagnostics.
+
+    partial=True: on errors, a Graph of the nodes built so far (the editor shows their shapes), output its last node."""
     builder = Builder(file, blocks, variables, node_budget(tree))
     builder.shapes[INPUT] = input_shape
     layers: YList = tree["layers"]
@@ -720,18 +724,25 @@ def build_graph(tree: YMap, file: str, input_shape: Shape, variables: dict[str, 
     try:
         out, _ = builder.build_list(builder.entries(layers, dict(variables)), root, INPUT)
     except NodeBudgetExceeded as exc:  # errors found so far stand; no input size would cure the budget, so none is probed
-        return None, [dataclasses.replace(d, kind="") for d in builder.diagnostics] + [exc.diagnostic]
+        return _partial(builder, tree, file, input_shape) if partial else None, [dataclasses.replace(d, kind="") for d in builder.diagnostics] + [
+            exc.diagnostic
+        ]
     outputs: list[str] = [out] if out is not None else []
     names: tuple[str, ...] = ()
     if "outputs" in tree:  # checked even after an error in the layers: a wrong name there is worth reporting too
         outputs, names = builder.top_outputs(tree, root, dict(variables))
     if builder.diagnostics or not outputs:
-        return None, builder.diagnostics
+        return _partial(builder, tree, file, input_shape) if partial else None, builder.diagnostics
     init = plain(tree.get("init", {}))
     graph = Graph(
         str(tree["name"]), input_shape, tuple(builder.nodes), outputs[0], tuple(builder.groups), file, dict(variables), init, tuple(outputs[1:]), names
     )
     return graph, []
+
+
+def _partial(builder: Builder, tree: YMap, file: str, input_shape: Shape) -> Graph:
+    nodes = tuple(builder.nodes)
+    return Graph(str(tree.get("name", "")), input_shape, nodes, nodes[-1].name if nodes else INPUT, tuple(builder.groups), file)
 
 
 def block_defs(tree: YMap, sources: Iterable[tuple[str, YMap]] = ()) -> tuple[dict[str, BlockDef], list[Diagnostic]]:

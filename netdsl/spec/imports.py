@@ -8,6 +8,7 @@ a folder of the search path: `NETDSL_PATH` (folders separated by os.pathsep, lik
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -110,11 +111,24 @@ def load_libraries(tree: YMap, file: str, library_path: Sequence[str | os.PathLi
 _KINDS = {YList: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
 
 
+_PARSED: OrderedDict[tuple[str, int, int, int], YMap] = OrderedDict()  # (path, inode, size, mtime) -> its tree
+PARSED_KEPT = 64  # libraries whose trees stay parsed: a language server re-checks a spec on every edit
+
+
 def read_library(path: Path, name: str, loc: Loc, diags: list[Diagnostic]) -> YMap | None:
     """A library's raw tree, or None with a diagnostic: at the import for an unreadable file, in the file for its text.
 
     Nothing of the file's content is quoted unless it parses as a spec tree (an imported /etc/passwd stays private).
+    A file unchanged since it was last parsed (same inode, size and modification time) is not parsed again.
     """
+    try:
+        st = os.stat(path)
+        key: tuple[str, int, int, int] | None = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _PARSED:
+        _PARSED.move_to_end(key)
+        return _PARSED[key]
     try:
         text = read_text(path)
     except FileProblem as exc:
@@ -132,4 +146,8 @@ def read_library(path: Path, name: str, loc: Loc, diags: list[Diagnostic]) -> YM
         got = "an empty document" if lib is None else _KINDS.get(type(lib), "a scalar")
         diags.append(Diagnostic(getattr(lib, "loc", Loc(str(path), 1, 1)), f"a block library must be a mapping with keys netdsl, blocks; got {got}"))
         return None
+    if key is not None:
+        _PARSED[key] = lib
+        while len(_PARSED) > PARSED_KEPT:
+            _PARSED.popitem(last=False)
     return lib

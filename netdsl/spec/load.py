@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -14,10 +15,10 @@ from netdsl.input_sizes import input_rule
 from netdsl.ir import Graph
 from netdsl.layers.base import MAX_SIZE, Shape
 from netdsl.overrides import SetKey, setting_loc
-from netdsl.spec.build import block_defs, build_graph
+from netdsl.spec.build import BlockDef, block_defs, build_graph
 from netdsl.spec.files import read_spec_text
 from netdsl.spec.formats import parse_tree
-from netdsl.spec.imports import load_libraries
+from netdsl.spec.imports import Library, load_libraries
 from netdsl.spec.limits import check_limits, written_layers_over_budget
 from netdsl.spec.params import REQUIRED, declare_all
 from netdsl.spec.validate import validate_tree
@@ -88,15 +89,47 @@ def load_tree(
 
     `library_path`: folders, besides the spec's own and NETDSL_PATH's, that `import:` may read libraries from.
     """
+    loaded = check_tree(tree, file, input_shape=input_shape, variables=variables, library_path=library_path)
+    if loaded.problems or loaded.graph is None:
+        raise SpecError(loaded.problems)
+    return loaded.graph
+
+
+@dataclass
+class Loaded:
+    """What each stage of the front end made of a spec tree, as far as it got: the editor's view (netdsl.lsp).
+
+    `graph` is the checked network when `problems` is empty; with `partial=True` it may also be the part built before
+    the first error (its nodes are right; its output is the last node built)."""
+
+    tree: Any
+    libraries: list[Library] = field(default_factory=list)
+    blocks: dict[str, BlockDef] = field(default_factory=dict)
+    graph: Graph | None = None
+    problems: list[Diagnostic] = field(default_factory=list)
+
+
+def check_tree(
+    tree: Any,
+    file: str,
+    *,
+    input_shape: str | Shape | None = None,
+    variables: Mapping[str, Any] | None = None,
+    library_path: Sequence[str | os.PathLike[str]] = (),
+    partial: bool = False,
+) -> Loaded:
+    """Run the front end's stages on a raw spec tree, stopping at the first stage with problems; never raises SpecError."""
+    loaded = Loaded(tree)
     libraries, problems = load_libraries(tree, file, library_path) if isinstance(tree, YMap) else ([], [])
+    loaded.libraries, loaded.problems = libraries, problems
     if problems:  # a library that cannot be read would make every use of its blocks an "unknown layer type" too
-        raise SpecError(problems)
+        return loaded
     known = [name for _, blocks in libraries for name in blocks]
     if isinstance(tree, YMap) and isinstance(tree.get("blocks"), YMap):
         known += list(tree["blocks"])
     problems += written_layers_over_budget(tree) or validate_tree(tree, file, blocks=known)
     if problems:
-        raise SpecError(problems)
+        return loaded
     assert isinstance(tree, YMap)
     shape = parse_shape(tree["input"])
     if input_shape is not None:
@@ -120,16 +153,18 @@ def load_tree(
             problems.append(Diagnostic(setting_loc(key, value), f"parameter '{key}': {declared[key].check(value)}"))
         scope[str(key)] = value
     blocks, block_problems = block_defs(tree, libraries)
+    loaded.blocks = blocks
     problems += block_problems
     if problems or shape is None:
-        raise SpecError(problems)
-    graph, problems = build_graph(tree, file, shape, scope, blocks)
+        return loaded
+    graph, problems = build_graph(tree, file, shape, scope, blocks, partial=partial)
+    loaded.graph = graph
     if problems or graph is None:
-        raise SpecError(_with_size_hint(problems, tree, file, shape, scope, blocks))
-    limit_problems = check_limits(tree, graph)
-    if limit_problems:
-        raise SpecError(limit_problems)
-    return graph
+        loaded.problems = _with_size_hint(problems, tree, file, shape, scope, blocks)
+        return loaded
+    assert graph is not None
+    loaded.problems = check_limits(tree, graph)
+    return loaded
 
 
 PROBE_SIZES = (32, 64, 128, 224, 299, 512, 1024)

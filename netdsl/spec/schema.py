@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from netdsl.layers import LAYERS, Layer
 from netdsl.layers.base import MAX_SIZE
@@ -15,6 +16,9 @@ from netdsl.spec.limits import LIMIT_PATTERN, LIMITS
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "urn:netdsl:spec:1"
+LIBRARY_SCHEMA_ID = "urn:netdsl:library:1"
+SCHEMA_FILE = "schema.json"
+LIBRARY_SCHEMA_FILE = "library.schema.json"
 
 NAME = {
     "type": "string",
@@ -107,7 +111,14 @@ def build_schema() -> dict[str, Any]:
     defs["layer"] = {
         "description": "a layer: its type alone ('relu'), or a one-key mapping {type: options}; other keys name user blocks",
         "anyOf": [
-            {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            {
+                # an enum, not a name pattern, so that editors flag a misspelt type ('rellu'); a block used without arguments
+                # is written `- myblock: {}` for them (netdsl itself also accepts a bare block name)
+                "title": "a layer type",
+                "type": "string",
+                "enum": sorted(word for name, cls in LAYERS.items() for word in (name, *cls.aliases)),
+                "errorMessage": "unknown layer type (completion lists them; a block without arguments is written `- myblock: {}`)",
+            },
             {
                 "type": "object",
                 "minProperties": 1,
@@ -214,13 +225,36 @@ def build_schema() -> dict[str, Any]:
     }
 
 
+def library_schema_of(spec_schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a block library file: the spec schema's definitions with the library as its root."""
+    return {**spec_schema, **spec_schema["$defs"]["library"], "$id": LIBRARY_SCHEMA_ID, "title": "netdsl block library"}
+
+
+def write_schemas(folder: str | Path) -> None:
+    """Write schema.json and library.schema.json into the package folder (`make schema`)."""
+    from netdsl.train.files import write_text
+
+    spec = build_schema()
+    for name, schema in ((SCHEMA_FILE, spec), (LIBRARY_SCHEMA_FILE, library_schema_of(spec))):
+        write_text(Path(folder) / name, json.dumps(schema, indent=1) + "\n")
+
+
+def schema_path(library: bool = False) -> Path:
+    """The shipped schema file in the installed package, for an editor's `$schema=` line."""
+    return Path(str(resources.files("netdsl").joinpath(LIBRARY_SCHEMA_FILE if library else SCHEMA_FILE))).resolve()
+
+
+@cache
 def library_schema() -> dict[str, Any]:
-    """The schema of a block library file (same definitions, library root)."""
-    root = shipped_schema()
-    return {**root, **root["$defs"]["library"]}
+    """The block-library schema file shipped in the package (a test keeps it equal to library_schema_of(build_schema()))."""
+    return _read(LIBRARY_SCHEMA_FILE)
 
 
 @cache
 def shipped_schema() -> dict[str, Any]:
     """The schema file shipped in the package (a test keeps it equal to build_schema())."""
-    return json.loads(resources.files("netdsl").joinpath("schema.json").read_text())
+    return _read(SCHEMA_FILE)
+
+
+def _read(name: str) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(resources.files("netdsl").joinpath(name).read_text()))

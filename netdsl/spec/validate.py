@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from functools import cache
 from typing import Any, cast
 
@@ -28,10 +28,17 @@ def validate_tree(tree: Any, file: str, library: bool = False, blocks: Collectio
         keys = "netdsl, blocks" if library else "netdsl, name, input, layers"
         return [Diagnostic(getattr(tree, "loc", root), f"a {'block library' if library else 'spec'} must be a mapping with keys {keys}; got {got}")]
     out, unknown = unknown_types(tree, set(blocks))
-    for error in _validator(library).iter_errors(tree):
+    known = set(blocks)
+
+    def reported(error: jsonschema.ValidationError) -> bool:
+        """Whether an error is already said, or no error: an unknown type (reported above), a block used bare (the schema knows only layer types)."""
         path = tuple(error.absolute_path)
-        if not any(path[: len(p)] == p for p in unknown):  # an unknown type's options are not checked
-            out.extend(_translate(error, tree, file))
+        if any(path[: len(p)] == p for p in unknown):
+            return True
+        return isinstance(error.instance, str) and error.instance in known and _is_layer_path(list(path))
+
+    for error in _validator(library).iter_errors(tree):
+        out.extend(_translate(error, tree, file, reported))
     return out
 
 
@@ -70,17 +77,21 @@ def _items(value: Any) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in value.items() if isinstance(v, YMap)] if isinstance(value, YMap) else []
 
 
-def _translate(error: jsonschema.ValidationError, tree: YMap, file: str) -> list[Diagnostic]:
+def _translate(error: jsonschema.ValidationError, tree: YMap, file: str, reported: Callable[[jsonschema.ValidationError], bool]) -> list[Diagnostic]:
+    if reported(error):
+        return []
     path = list(error.absolute_path)
     loc = loc_of(tree, path) or Loc(file, 1, 1)
     prefix = _context(tree, path)
     v, inst = error.validator, cast(Any, error.instance)
     schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
     rule: Any = error.validator_value
+    if v == "anyOf" and inst in STRUCTURAL and _is_layer_path(path):
+        return [Diagnostic(loc, f"{prefix}a {inst} needs its layers: write `- {inst}: {{{'n: 2, ' if inst == 'repeat' else ''}layers: [...]}}`")]
     if v in ("anyOf", "oneOf"):
         chosen = matching_branch(error)
         if chosen:
-            return [d for e in chosen for d in _translate(e, tree, file)]
+            return [d for e in chosen for d in _translate(e, tree, file, reported)]
         words = [str(w) for branch in schema.get(v, []) if isinstance(branch, dict) for w in branch.get("enum", [])]
         hint = did_you_mean(inst, words) if isinstance(inst, str) else ""
         return [Diagnostic(loc, f"{prefix}{_what(path)} must be {expected(schema)}; got {show(inst)}{hint}")]
