@@ -337,6 +337,8 @@ def cmd_lsp(args: argparse.Namespace) -> int:
         logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     else:
         logging.basicConfig(level=logging.WARNING)
+    import pygls  # noqa: F401  (first, so that without the [lsp] group the one-line message names pygls, not lsprotocol)
+
     from netdsl.lsp.server import serve
 
     serve()

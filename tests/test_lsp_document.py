@@ -232,3 +232,29 @@ def test_word_range_covers_the_token():
     assert word_range(lines, (2, 4)) == ((2, 4), (2, 17))
     assert word_range(lines, (1, 11)) == ((1, 11), (1, 12))  # `{`: one character
     assert word_range(lines, (5, 1)) == ((5, 1), (5, 1))
+
+
+def test_the_server_forgets_each_notification_once_handled():
+    """pygls 2.1 keeps every notification's future (~2 KiB a keystroke, never freed); the server's protocol drops them."""
+    from lsprotocol import types
+    from pygls.protocol import LanguageServerProtocol
+
+    from netdsl.lsp.server import server
+
+    protocol = server.protocol
+    for _ in range(3):
+        protocol._handle_notification(types.INITIALIZED, types.InitializedParams())
+    assert protocol._request_futures == {}
+    LanguageServerProtocol._handle_notification(protocol, types.INITIALIZED, types.InitializedParams())  # pygls's own keeps one
+    assert len(protocol._request_futures) == 1
+    protocol._request_futures.clear()
+
+
+def test_documents_break_lines_where_lsp_does():
+    """LSP counts lines at \\n, \\r\\n and \\r only; str.splitlines (pygls's) also breaks at \\x0c, \\x85, \\u2028, ..."""
+    from pygls.workspace.text_document import TextDocument
+
+    import netdsl.lsp.server  # noqa: F401  (sets TextDocument.lines)
+
+    doc = TextDocument("file:///t.net", "# a\x0cb\x85c\u2028d\r\nx\ry\nlast")
+    assert list(doc.lines) == ["# a\x0cb\x85c\u2028d\r\n", "x\r", "y\n", "last"]
