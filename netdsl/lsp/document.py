@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from netdsl.errors import Diagnostic, Loc, SpecError
@@ -89,8 +90,9 @@ class Analysis:
     groups_at: dict[Pos, list[Group]] = field(default_factory=dict)
     totals: dict[str, Totals] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def lines(self) -> list[str]:
+        """The text's lines as LSP counts them (computed once: every position sent to the client is converted with them)."""
         return LINE_BREAKS.split(self.text)
 
     def item_at(self, at: Pos) -> Item | None:

@@ -30,6 +30,7 @@ from netdsl.lsp import actions, completion, navigation, outline
 from netdsl.lsp.document import Analysis, Pos, analyze, word_range
 from netdsl.lsp.hover import hover
 from netdsl.lsp.inlay import inlay_hints
+from netdsl.spec.formats import format_of
 
 log = logging.getLogger("netdsl.lsp")
 _LSP_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -131,7 +132,7 @@ def _analyze_safely(text: str, file: str) -> Analysis:
         return analyze(text, file)
     except Exception as exc:  # a bug in the front end must not end the editor's session: say so where it shows
         log.exception("checking %s failed", file)
-        out = Analysis(file, text, "net" if file.endswith(".net") else "yaml")
+        out = Analysis(file, text, format_of(file))
         out.diagnostics = [Diagnostic(Loc(file, 1, 1), f"netdsl could not check this document ({type(exc).__name__}: {exc}); please report it")]
         return out
 
@@ -403,7 +404,7 @@ def _location(ls: NetdslServer, a: Analysis, uri: str, target: navigation.Target
     try:
         from netdsl.spec.files import read_text
 
-        other = Analysis(target.file, read_text(target.file), "yaml")
+        other = Analysis(target.file, read_text(target.file), format_of(target.file))
         span = client_range(ls, other, target.span)
     except Exception:  # an unreadable library: point at its place without converting units
         span = types.Range(
