@@ -10,6 +10,7 @@ from netdsl.layers import LAYERS, Layer, canonical
 from netdsl.layers.base import ArgSpec
 from netdsl.lsp.document import END, Analysis, Item, Pos, key_at, pos, word_range
 from netdsl.lsp.inlay import compact
+from netdsl.spec.params import REQUIRED
 from netdsl.spec.schema import COMMON
 from netdsl.spec.yaml_tree import YMap
 from netdsl.summary import shape_text
@@ -121,14 +122,8 @@ def _block_use(a: Analysis, item: Item) -> str:
             out.append(f"- `{group.path}`: {_values(group.args)} → {shape} · {params} parameters")
         out += _more(len(groups))
     else:
-        out += [f"- `{k}`: {'required' if p.default is _required() else f'default `{_value(p.default)}`'}" for k, p in block.params.items()]
+        out += [f"- `{k}`: {'required' if p.default is REQUIRED else f'default `{_value(p.default)}`'}" for k, p in block.params.items()]
     return "\n".join(out).rstrip()
-
-
-def _required() -> Any:
-    from netdsl.spec.params import REQUIRED
-
-    return REQUIRED
 
 
 def _short(file: str) -> str:

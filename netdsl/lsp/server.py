@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
+from pygls import uris
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.workspace.text_document import TextDocument
@@ -79,17 +80,15 @@ server = NetdslServer()
 
 def uri_path(uri: str) -> str:
     """The file a document URI names (imports are read relative to it); a made-up path for an unsaved one."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return unquote(parsed.path)
-    name = unquote(parsed.path).rsplit("/", 1)[-1] or "untitled.yaml"
+    path = uris.to_fs_path(uri) if uri.startswith("file:") else None
+    if path:
+        return path
+    name = unquote(urlparse(uri).path).rsplit("/", 1)[-1] or "untitled.yaml"
     return os.path.join(os.getcwd(), name)
 
 
 def path_uri(path: str) -> str:
-    from pathlib import Path
-
-    return Path(os.path.abspath(path)).as_uri()
+    return str(uris.from_fs_path(os.path.abspath(path)))
 
 
 # -- checking -------------------------------------------------------------------------------------------------------
