@@ -62,7 +62,7 @@ kill-resume: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/python -c "from netdsl.layers.registry import index_text; open('netdsl/layers/index.py', 'w').write(index_text())"
-	$(BIN)/python -c "from netdsl.spec.schema import write_schemas; write_schemas('netdsl')"
+	$(BIN)/python -c "from netdsl.lang.schema import write_schemas; write_schemas('netdsl')"
 
 clean:
 	rm -rf $(VENV) $(VENV)-core $(VENV)-runtime build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -26,8 +26,8 @@ import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
 import netdsl  # noqa: E402
-from netdsl.backends.onnx import export  # noqa: E402
-from netdsl.backends.quantize import Calibration, agreement, calibration_data, quantize  # noqa: E402
+from netdsl.deploy.onnx import export  # noqa: E402
+from netdsl.deploy.quantize import Calibration, agreement, calibration_data, quantize  # noqa: E402
 from netdsl.train.api import train  # noqa: E402
 
 MODELS = ("resnet18", "mobilenet_v2")

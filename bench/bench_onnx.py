@@ -29,10 +29,10 @@ import onnx  # noqa: E402
 import torch  # noqa: E402
 
 import netdsl  # noqa: E402
-from netdsl.analysis import analyze  # noqa: E402
-from netdsl.backends.onnx import export  # noqa: E402
+from netdsl.analysis.counts import analyze  # noqa: E402
 from netdsl.backends.pytorch import build_module  # noqa: E402
-from netdsl.runtime.bench import measure  # noqa: E402
+from netdsl.deploy.bench import measure  # noqa: E402
+from netdsl.deploy.onnx import export  # noqa: E402
 from netdsl.runtime.session import Model, open_model  # noqa: E402
 from tests.handwritten import ResNet18  # noqa: E402
 

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import netdsl  # noqa: E402
-from netdsl.analysis import analyze  # noqa: E402
-from netdsl.input_sizes import input_rule  # noqa: E402
+from netdsl.analysis.counts import analyze  # noqa: E402
+from netdsl.graph.input_sizes import input_rule  # noqa: E402
 
 REPEATS = 7
 

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import netdsl  # noqa: E402
-from netdsl.spec.formats import parse_tree  # noqa: E402
-from netdsl.spec.text import parser  # noqa: E402
+from netdsl.lang.formats import parse_tree  # noqa: E402
+from netdsl.lang.text import parser  # noqa: E402
 
 REPEATS = 41
 PROCESS_REPEATS = 7

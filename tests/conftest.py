@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import netdsl
-from netdsl.cli import main
+from netdsl.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -112,7 +112,7 @@ def _peak() -> None:
         out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 
 atexit.register(_peak)
-from netdsl.cli import main
+from netdsl.cli.main import main
 raise SystemExit(main(sys.argv[1:]))
 """
 

@@ -3,8 +3,8 @@
 Each case mutates a zoo spec (specs/*.yaml, specs/*.net, examples/) -- lines deleted, duplicated, swapped; numbers made
 0, -1, huge, float, string, inf, nan; near-miss keys; unicode and control characters; truncation at a byte; indentation;
 `from:` targets, block parameters, repeat counts, expressions and imports changed; sometimes a built-in block library is
-copied beside the spec and mutated instead -- and runs it in-process as `netdsl check` does (netdsl.spec.load.load, then
-netdsl.analysis.analyze) and, when it loads, renders what `summarize` and `expand` print, under a CPU-time limit (SIGPROF)
+copied beside the spec and mutated instead -- and runs it in-process as `netdsl check` does (netdsl.graph.load.load, then
+netdsl.analysis.counts.analyze) and, when it loads, renders what `summarize` and `expand` print, under a CPU-time limit (SIGPROF)
 and an address-space limit (RLIMIT_AS).
 
 A case passes if it loads, or raises SpecError whose every diagnostic is located: its file is the spec or a library it
@@ -221,7 +221,7 @@ def _frames(tb: TracebackType | None) -> list[traceback.FrameSummary]:
 
 
 def _innermost_netdsl(tb: TracebackType | None, module_only: bool = False) -> str:
-    """'netdsl/spec/expr.py:visit_Call' for the innermost frame in the package (and the frame below it, when outside).
+    """'netdsl/lang/expr.py:visit_Call' for the innermost frame in the package (and the frame below it, when outside).
 
     module_only drops the function: a RecursionError stops in whichever function of the cycle hits the limit.
     """
@@ -291,15 +291,15 @@ def diagnostic_problem(d: Diagnostic, allowed: set[str], texts: dict[str, str]) 
 
 def check_spec(path: Path, render: bool = True) -> None:
     """What `netdsl check` does with a spec (load, count); with render, also what `summarize` and `expand` print."""
-    from netdsl.analysis import analyze
-    from netdsl.spec.load import load
+    from netdsl.analysis.counts import analyze
+    from netdsl.graph.load import load
 
     graph = load(path)
     report = analyze(graph, 1)
     if render:
-        from netdsl.expand import expand_text
-        from netdsl.input_sizes import input_rule
-        from netdsl.summary import render_json, render_table
+        from netdsl.analysis.expand import expand_text
+        from netdsl.analysis.summary import render_json, render_table
+        from netdsl.graph.input_sizes import input_rule
 
         rule = input_rule(graph)
         full = analyze(graph, None)

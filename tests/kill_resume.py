@@ -56,7 +56,7 @@ def child(argv: list[str]) -> int:
         real(src, dst, **kwargs)
 
     os.replace = slow_replace
-    from netdsl.cli import main
+    from netdsl.cli.main import main
 
     return main(argv)
 

@@ -210,9 +210,9 @@ def test_frozen_group_freezes_its_layers():
 
 
 def test_builtin_libraries_are_valid_and_documented():
-    from netdsl.spec.imports import builtin_libraries
-    from netdsl.spec.validate import validate_tree
-    from netdsl.spec.yaml_tree import load_yaml
+    from netdsl.lang.imports import builtin_libraries
+    from netdsl.lang.validate import validate_tree
+    from netdsl.lang.yaml_tree import load_yaml
 
     trees = {name: load_yaml(path.read_text(), str(path)) for name, path in builtin_libraries().items()}
     every_block = [block for tree in trees.values() for block in tree["blocks"]]

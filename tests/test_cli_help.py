@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from netdsl.cli import build_parser
-from netdsl.cli_examples import EXAMPLES
-from netdsl.completion import completion_script
+from netdsl.cli.completion import completion_script
+from netdsl.cli.examples import EXAMPLES
+from netdsl.cli.parser import build_parser
 from tests.conftest import ROOT
 
 
@@ -52,7 +52,7 @@ def test_every_subcommand_help_ends_with_examples(command):
     parser = dict(subcommands(build_parser()))[tuple(command.split())]
     text = parser.format_help()
     examples = EXAMPLES.get(command)
-    assert examples, f"add examples for `netdsl {command}` to netdsl/cli_examples.py"
+    assert examples, f"add examples for `netdsl {command}` to netdsl/cli/examples.py"
     assert text.rstrip().endswith("\n".join(f"  {line}" for line in examples))  # the lines exactly as written
     assert "\nexamples:\n" in text
 

@@ -6,9 +6,9 @@ import pytest
 
 import netdsl
 from netdsl.errors import Loc, SpecError, input_error
-from netdsl.overrides import SetKey, setting_loc
-from netdsl.spec.load import parse_assignment
-from netdsl.train.api import apply_settings
+from netdsl.graph.load import parse_assignment
+from netdsl.lang.overrides import SetKey, setting_loc
+from netdsl.lang.train_section import apply_settings
 
 SPEC = """netdsl: 1
 name: tiny

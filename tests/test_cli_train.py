@@ -17,9 +17,9 @@ import torch
 import yaml
 from PIL import Image
 
-from netdsl.cli import main
+from netdsl.atomic import write_atomic
+from netdsl.cli.main import main
 from netdsl.train.evaluation import classification_report, report_lines
-from netdsl.train.files import write_atomic
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -108,8 +108,8 @@ def test_bad_shortcut_values_are_one_line_before_any_run(trained, tmp_path, cli,
 
 
 def test_a_shortcut_flag_wins_over_set_and_accepts_what_set_accepts(trained):
-    from netdsl.cli import build_parser
-    from netdsl.train.cli import split_settings
+    from netdsl.cli.common import split_settings
+    from netdsl.cli.parser import build_parser
 
     args = build_parser().parse_args(["train", str(trained["spec"]), "--set", "train.optimizer.lr=0.5", "--lr", "1e-4", "--workers", "auto"])
     settings, _ = split_settings(args)
@@ -248,13 +248,13 @@ def _umask() -> int:
 def test_predict_reads_a_folder_a_chunk_of_files_at_a_time(trained, images, cli, monkeypatch):
     """Memory stays bounded whatever a folder holds: at most CHUNK_FILES files are read at once, and the answers are
     those of one pass."""
-    import netdsl.input_paths
-    import netdsl.inputs
+    import netdsl.runtime.input_paths
+    import netdsl.runtime.inputs
 
     whole = cli("predict", str(trained["run"]), str(images), "--top", "2")
-    read = netdsl.inputs.read_inputs
+    read = netdsl.runtime.inputs.read_inputs
     sizes: list[int] = []
-    monkeypatch.setattr(netdsl.input_paths, "CHUNK_FILES", 2)
-    monkeypatch.setattr(netdsl.inputs, "read_inputs", lambda paths, shape: sizes.append(len(paths)) or read(paths, shape))
+    monkeypatch.setattr(netdsl.runtime.input_paths, "CHUNK_FILES", 2)
+    monkeypatch.setattr(netdsl.runtime.inputs, "read_inputs", lambda paths, shape: sizes.append(len(paths)) or read(paths, shape))
     assert cli("predict", str(trained["run"]), str(images), "--top", "2") == whole
     assert sizes == [2, 2]  # a.png b.png | c.jpg stack.npy (a stack of two samples is one file)

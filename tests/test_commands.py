@@ -7,8 +7,8 @@ import json
 import pytest
 
 import netdsl
-from netdsl.analysis import analyze
-from netdsl.input_sizes import input_rule
+from netdsl.analysis.counts import analyze
+from netdsl.graph.input_sizes import input_rule
 from tests.conftest import SPECS, reference_models
 
 ZOO = sorted(p.stem for p in SPECS.glob("*.yaml"))

@@ -7,10 +7,10 @@ import stat
 
 import pytest
 
-from netdsl.convert import MODELINE, rewrite, same_tree
-from netdsl.fmt import format_text
-from netdsl.spec.formats import parse_tree
-from netdsl.spec.imports import builtin_libraries
+from netdsl.lang.convert import MODELINE, rewrite, same_tree
+from netdsl.lang.fmt import format_text
+from netdsl.lang.formats import parse_tree
+from netdsl.lang.imports import builtin_libraries
 from tests.conftest import SPECS
 
 ZOO = sorted(p.stem for p in SPECS.glob("*.yaml"))

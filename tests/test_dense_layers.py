@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 import netdsl
-from netdsl.analysis import analyze
+from netdsl.analysis.counts import analyze
+from netdsl.analysis.expand import expand_text
 from netdsl.backends.pytorch import build_module, cross_check
-from netdsl.convert import rewrite
 from netdsl.errors import SpecError
-from netdsl.expand import expand_text
+from netdsl.lang.convert import rewrite
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
 
 torch.set_num_threads(2)
@@ -118,7 +118,7 @@ def test_text_format_and_convert_round_trip():
     net = rewrite(yaml_text, "t.yaml", "net")
     assert "conv(4, k=3, s=2, p=1) -> upsample(to=low, mode=bilinear)" in net
     assert "upsample(to=input, mode=bilinear)" in net
-    graph = netdsl.spec.load.load_net_text(net)
+    graph = netdsl.graph.load.load_net_text(net)
     assert [n.inputs for n in graph.nodes] == [n.inputs for n in load(DECODER_LAYERS, extra=DECODER).nodes]
 
 
@@ -192,7 +192,7 @@ def test_max_unpool_in_the_text_format_and_expanded():
     net = rewrite(f"netdsl: 1\nname: t\ninput: 3x15x13\nlayers:\n{SEGNET}", "t.yaml", "net")
     assert "maxpool(k=2, s=2, indices=true) as pool1" in net and "max_unpool(indices=pool1, k=2, s=2) as unpool1" in net
     g = load(SEGNET, "3x15x13")
-    assert netdsl.spec.load.load_net_text(net).node("unpool1").inputs == g.node("unpool1").inputs
+    assert netdsl.graph.load.load_net_text(net).node("unpool1").inputs == g.node("unpool1").inputs
     again = netdsl.load_text(expand_text(g, analyze(g), "t.yaml"))
     assert [(n.inputs, n.ports, n.shape) for n in again.nodes] == [(n.inputs, n.ports, n.shape) for n in g.nodes]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from netdsl import load, load_text
-from netdsl.draw import draw
-from netdsl.draw.scene import build_scene
+from netdsl.analysis.draw import draw
+from netdsl.analysis.draw.scene import build_scene
 from netdsl.ir import INPUT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,7 +202,7 @@ def test_same_spec_twice_gives_the_same_bytes_in_fresh_processes(tmp_path, spec_
 
 def test_draw_loads_neither_torch_nor_numpy(tmp_path):
     code = (
-        "import sys; from netdsl.cli import main; "
+        "import sys; from netdsl.cli.main import main; "
         f"assert main(['draw', 'specs/resnet18.yaml', '--depth', '0', '-o', {str(tmp_path / 'r.svg')!r}]) == 0; "
         "print(sorted(m for m in ('torch', 'numpy', 'onnx') if m in sys.modules))"
     )

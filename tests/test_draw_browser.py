@@ -19,8 +19,8 @@ from typing import Any
 from PIL import Image
 
 from netdsl import load
-from netdsl.draw import draw
-from netdsl.draw.scene import build_scene
+from netdsl.analysis.draw import draw
+from netdsl.analysis.draw.scene import build_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

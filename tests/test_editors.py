@@ -8,7 +8,7 @@ import struct
 
 import tomllib
 
-from netdsl.cli import build_parser
+from netdsl.cli.parser import build_parser
 from tests.conftest import ROOT
 
 EDITORS = ROOT / "editors"

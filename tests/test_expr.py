@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netdsl.spec.expr import ExprError, evaluate, interpolate, make_divisible
+from netdsl.lang.expr import ExprError, evaluate, interpolate, make_divisible
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netdsl.fmt import format_text
+from netdsl.lang.fmt import format_text
 from tests.conftest import SPECS
 
 MESSY_YAML = """\

@@ -118,7 +118,7 @@ def test_ddmin_finds_the_two_units_that_matter() -> None:
 
 def test_a_failure_is_minimized_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A traceback (a stand-in loader that divides by zero on 'BOOM') is cut down to its line and written with its header."""
-    from netdsl.spec import load as load_module
+    from netdsl.graph import load as load_module
 
     real_load = load_module.load
 

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from netdsl.spec.build import MAX_NESTING, MAX_REPEAT, block_defs, build_graph
-from netdsl.spec.limits import DEFAULT_NODES
-from netdsl.spec.schema import shipped_schema
-from netdsl.spec.yaml_tree import load_yaml
+from netdsl.graph.build import MAX_NESTING, MAX_REPEAT, block_defs, build_graph
+from netdsl.lang.limits import DEFAULT_NODES
+from netdsl.lang.schema import shipped_schema
+from netdsl.lang.yaml_tree import load_yaml
 
 HEAD = "netdsl: 1\nname: t\ninput: 3x32x32\nlayers:\n"
 NET_HEAD = "netdsl: 1\nname: t\ninput: 3x32x32\n\n"
@@ -107,7 +107,7 @@ def test_a_literal_repeat_count_and_a_computed_one_share_the_bound(cli, spec_fil
 BOUNDED = """
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
-from netdsl.cli import main
+from netdsl.cli.main import main
 sys.stderr = open("/dev/null", "w")
 out = {}
 for path in sys.argv[1:]:
@@ -243,7 +243,7 @@ def test_an_empty_from_in_a_block_use_is_located(cli, spec_file):
 
 def test_layers_written_out_past_the_budget_are_refused_before_the_schema_check(cli, spec_file, monkeypatch):
     # a megabyte of literal layers: jsonschema would take ~100 us each, so the budget is checked on the raw tree first
-    import netdsl.spec.load as load_module
+    import netdsl.graph.load as load_module
 
     def no_schema(*args, **kwargs):
         raise AssertionError("the schema check ran")

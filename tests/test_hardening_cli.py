@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import netdsl.cli
-from netdsl.cli import _excerpt_source, build_parser
+import netdsl.cli.main
+from netdsl.cli.common import excerpt_source
+from netdsl.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = "please report it at the netdsl issue tracker; rerun with --debug for the traceback"
@@ -40,7 +41,7 @@ def raising(monkeypatch):
         def command(args):
             raise exc
 
-        monkeypatch.setitem(netdsl.cli.COMMANDS, "check", command)
+        monkeypatch.setitem(netdsl.cli.main.COMMANDS, "check", command)
 
     return patch
 
@@ -60,7 +61,7 @@ def test_a_real_sigint_is_the_same_one_line(cli, monkeypatch):
         time.sleep(5)
         return 0
 
-    monkeypatch.setitem(netdsl.cli.COMMANDS, "check", command)
+    monkeypatch.setitem(netdsl.cli.main.COMMANDS, "check", command)
     start = time.perf_counter()
     assert cli("check", "x.yaml") == (130, "", "netdsl: interrupted\n")
     assert time.perf_counter() - start < 2
@@ -284,7 +285,7 @@ def test_check_refuses_a_source_that_cannot_fill_the_input(cli, spec_file, data,
 
 def test_check_with_train_settings_imports_no_torch(spec_file):
     spec = spec_file(SPEC)
-    code = f"import sys; from netdsl.cli import main; rc = main(['check', {str(spec)!r}]); assert 'torch' not in sys.modules; sys.exit(rc)"
+    code = f"import sys; from netdsl.cli.main import main; rc = main(['check', {str(spec)!r}]); assert 'torch' not in sys.modules; sys.exit(rc)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.endswith("add up to 1.2, more than the whole data set\n")
@@ -299,10 +300,10 @@ def test_the_excerpt_reads_only_small_regular_files(tmp_path):
     big = tmp_path / "big.yaml"
     with big.open("wb") as f:
         f.truncate(5 << 20)  # sparse: 5 MB, over the 4 MB excerpt limit
-    assert _excerpt_source(str(small)) == "a: 1\n"
-    assert _excerpt_source(str(big)) == ""
-    assert _excerpt_source("/dev/zero") == ""  # a device: reading it would never end
+    assert excerpt_source(str(small)) == "a: 1\n"
+    assert excerpt_source(str(big)) == ""
+    assert excerpt_source("/dev/zero") == ""  # a device: reading it would never end
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    assert _excerpt_source(str(fifo)) == ""  # opening a FIFO would block
-    assert _excerpt_source("--set") == ""
+    assert excerpt_source(str(fifo)) == ""  # opening a FIFO would block
+    assert excerpt_source("--set") == ""

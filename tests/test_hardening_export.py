@@ -18,10 +18,10 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.backends import export_guard
-from netdsl.backends import onnx as onnx_backend
-from netdsl.backends.export_guard import remove_stale_partials
-from netdsl.backends.onnx import export
+from netdsl.deploy import export_guard
+from netdsl.deploy import onnx as onnx_backend
+from netdsl.deploy.export_guard import remove_stale_partials
+from netdsl.deploy.onnx import export
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
 
 torch.set_num_threads(1)
@@ -229,7 +229,7 @@ def test_file_size_limit_is_one_located_line(tiny, target, tmp_path):
     # `ulimit -f 4`: the tiny model's ONNX file (about 7 kB) cannot be written; SIGXFSZ would kill the process unless
     # the export ignores it, and the write then fails with EFBIG
     def run() -> dict:
-        from netdsl.cli import main
+        from netdsl.cli.main import main
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
         stderr = io.StringIO()

@@ -13,8 +13,8 @@ import pytest
 
 import netdsl
 from netdsl.errors import SpecError
-from netdsl.spec.files import DEFAULT_MAX_SPEC_BYTES, FileProblem, read_text, source_text
-from netdsl.spec.imports import builtin_libraries
+from netdsl.lang.files import DEFAULT_MAX_SPEC_BYTES, FileProblem, read_text, source_text
+from netdsl.lang.imports import builtin_libraries
 from tests.conftest import PEAK_RSS_CHILD, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent

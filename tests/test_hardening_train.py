@@ -199,7 +199,7 @@ def test_a_file_size_limit_is_one_line_not_a_traceback(tiny, tmp_path):
 
 def test_status_is_written_in_place_when_even_a_small_new_file_does_not_fit(tmp_path, monkeypatch):
     import netdsl.train.run as run_files
-    from netdsl.train.files import WriteFailed
+    from netdsl.atomic import WriteFailed
 
     run_files.write_status(tmp_path, "running", epoch=1)
 
@@ -225,7 +225,7 @@ def test_temp_files_are_cleaned_on_start_on_resume_and_unique_per_process(tiny, 
     (fresh / ".last.pt.12345.tmp").write_bytes(b"junk")
     train(tiny, run_dir=fresh, settings={"train.epochs": 1}, log=quiet)
     assert temp_files(fresh) == []
-    from netdsl.train.files import temp_name
+    from netdsl.atomic import temp_name
 
     assert temp_name(run / "best.safetensors") == run / f".best.safetensors.{os.getpid()}.tmp"
 

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 import netdsl
-from netdsl.backends.onnx import Labels, export
 from netdsl.backends.pytorch import build_module
+from netdsl.deploy.onnx import Labels, export
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")

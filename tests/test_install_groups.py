@@ -1,4 +1,4 @@
-"""Install groups (pip extras): pyproject's groups against netdsl/extras.py, the digits data shipped in the package, the
+"""Install groups (pip extras): pyproject's groups against netdsl/cli/extras.py, the digits data shipped in the package, the
 one-line message of a command whose group is missing, and the core commands with torch and numpy absent.
 
 A missing package is simulated in a child process by a meta-path finder that refuses it (tests/light_installs.sh
@@ -17,8 +17,8 @@ import pytest
 import tomllib
 from packaging.requirements import Requirement
 
-from netdsl.cli import build_parser
-from netdsl.extras import COMMAND_GROUPS, GROUP_MODULES, MODULES, missing_extra_line
+from netdsl.cli.extras import COMMAND_GROUPS, GROUP_MODULES, MODULES, missing_extra_line
+from netdsl.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = str(ROOT / "specs" / "lenet5.yaml")
@@ -144,7 +144,7 @@ class Refuse:
         return None
 
 sys.meta_path.insert(0, Refuse())
-from netdsl.cli import main
+from netdsl.cli.main import main
 code = main(sys.argv[2:])
 print("loaded:", sorted(m for m in blocked | {"torch", "numpy", "onnx", "onnxruntime"} if m in sys.modules))
 sys.exit(code)
@@ -210,7 +210,7 @@ def test_export_verification_without_onnxruntime_names_the_runtime_group():
 
 def test_readme_install_lines_name_real_groups_and_commands():
     """The README's pip lines (not run: they would install from the registry) name groups pyproject has, and the
-    commands each line promises belong to that group in netdsl/extras.py."""
+    commands each line promises belong to that group in netdsl/cli/extras.py."""
     readme = (ROOT / "README.md").read_text()
     lines = re.findall(r"^pip install (netdsl|'netdsl\[([\w,]+)\]')\s+# (.*)$", readme, re.M)
     assert len(lines) >= 7

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from netdsl.cli import main
+from netdsl.cli.main import main
 from netdsl.runtime.model_info import ModelInfo
 from netdsl.train.api import train
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
@@ -133,7 +133,7 @@ def test_bad_inputs_are_one_line_each(trained, tmp_path):
 
 
 def test_agreement_below_the_threshold_fails_with_one_line_and_writes_nothing(trained, tmp_path, monkeypatch):
-    from netdsl.backends import quantize
+    from netdsl.deploy import quantize
 
     monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.01)  # no model reaches it
     out = tmp_path / "low.onnx"
@@ -168,7 +168,7 @@ def test_bench_compares_precisions_with_labelled_rows(trained, tmp_path):
 
 
 def test_bench_an_int8_file_against_fp32_from_its_metadata(trained):
-    from netdsl.runtime.bench import bench
+    from netdsl.deploy.bench import bench
 
     report = bench(trained["model"], provider="cpu", batches=(1,), compile=False, min_time=0.01, precisions=("int8", "fp32"))
     assert [(r.precision, r.engine) for r in report.rows] == [

@@ -9,12 +9,12 @@ import torch
 import netdsl
 from netdsl.backends.pytorch import build_module, cross_check
 from netdsl.errors import SpecError
+from netdsl.graph.load import load_tree
+from netdsl.graph.names import TORCH_ATTRIBUTES
+from netdsl.lang.formats import parse_tree
+from netdsl.lang.write_net import write_net
+from netdsl.lang.yaml_tree import load_yaml
 from netdsl.layers.named_activation import ELEMENTWISE
-from netdsl.spec.formats import parse_tree
-from netdsl.spec.load import load_tree
-from netdsl.spec.names import TORCH_ATTRIBUTES
-from netdsl.spec.yaml_tree import load_yaml
-from netdsl.write_net import write_net
 from tests.conftest import SPECS
 
 HEAD = "netdsl: 1\nname: t\ninput: 8x8x8\n"
@@ -265,7 +265,7 @@ def test_init_reaches_attention_and_recurrent_weights():
 
 def test_a_sequence_input_rule_varies_the_length():
     """An L x E input read by attention and recurrent layers accepts any length L, not any E."""
-    from netdsl.input_sizes import input_rule
+    from netdsl.graph.input_sizes import input_rule
 
     g = netdsl.load_text("netdsl: 1\nname: t\ninput: 10x16\nlayers:\n  - attention: {heads: 4}\n  - lstm: {hidden: 8, output: last}\n")
     assert str(input_rule(g)) == "L (the sequence) >= 1"
@@ -275,6 +275,6 @@ def test_a_sequence_input_rule_varies_the_length():
 
 def test_a_position_embedding_fixes_the_token_count():
     """ViT-B/16's pos_embedding has 197 rows: 224 to 239 pixels give 14 x 14 patches, nothing else fits."""
-    from netdsl.input_sizes import input_rule
+    from netdsl.graph.input_sizes import input_rule
 
     assert str(input_rule(netdsl.load(SPECS / "vit_b_16.yaml"))) == "H, W from 224 to 239"

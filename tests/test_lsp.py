@@ -9,7 +9,7 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 
-from netdsl.fmt import format_text
+from netdsl.lang.fmt import format_text
 from tests.lsp_client import CONFIG, Client, apply_edits, start
 
 ROOT = Path(__file__).resolve().parent.parent

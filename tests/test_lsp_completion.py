@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from netdsl.lang.imports import builtin_libraries
+from netdsl.lang.schema import shipped_schema
 from netdsl.layers import LAYERS
 from netdsl.lsp.completion import Completion, complete
 from netdsl.lsp.document import analyze
-from netdsl.spec.imports import builtin_libraries
-from netdsl.spec.schema import shipped_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 CURSOR = "<|>"

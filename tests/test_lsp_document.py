@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netdsl.fmt import format_text
+from netdsl.lang.fmt import format_text
 from netdsl.lsp.actions import formatted, quick_fix
 from netdsl.lsp.document import analyze, word_range
 from netdsl.lsp.hover import hover

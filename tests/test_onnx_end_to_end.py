@@ -8,8 +8,8 @@ import yaml
 from PIL import Image
 
 from netdsl.backends.pytorch import build_module, load_weights
+from netdsl.graph.load import load
 from netdsl.runtime.infer import infer
-from netdsl.spec.load import load
 from netdsl.train.api import train
 from netdsl.train.checkpoint import weights_from_file
 from netdsl.train.evaluation import predict

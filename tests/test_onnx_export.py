@@ -12,10 +12,10 @@ import torch
 import yaml
 
 import netdsl
-from netdsl.backends import export_guard
-from netdsl.backends import onnx as onnx_backend
-from netdsl.backends.onnx import Labels, export, read_labels
 from netdsl.backends.pytorch import build_module
+from netdsl.deploy import export_guard
+from netdsl.deploy import onnx as onnx_backend
+from netdsl.deploy.onnx import Labels, export, read_labels
 from netdsl.errors import SpecError
 from netdsl.runtime.model_info import ModelInfo, spec_hash
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.backends.onnx import export
+from netdsl.deploy.onnx import export
 from netdsl.errors import ShapeError
 from netdsl.ir import INPUT, Graph
 from tests.conftest import SPECS

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.analysis import analyze
+from netdsl.analysis.counts import analyze
+from netdsl.analysis.expand import expand_text
+from netdsl.analysis.summary import render_table
 from netdsl.backends.pytorch import build_module, cross_check
-from netdsl.convert import rewrite
 from netdsl.errors import SpecError
-from netdsl.expand import expand_text
-from netdsl.summary import render_table
+from netdsl.lang.convert import rewrite
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
 
 torch.set_num_threads(2)
@@ -148,7 +148,7 @@ def test_text_format_round_trip():
     net = rewrite(AUX, "t.yaml", "net")
     assert "outputs: [logits, aux]" in net.splitlines()
     assert netdsl.load_text(rewrite(net, "t.net", "yaml")).outputs == ("logits", "aux.1")
-    g = netdsl.spec.load.load_net_text("netdsl: 1\nname: t\ninput: 4\noutputs: a, b\nlinear(3) as a\nlinear(2) as b from input\n")
+    g = netdsl.graph.load.load_net_text("netdsl: 1\nname: t\ninput: 4\noutputs: a, b\nlinear(3) as a\nlinear(2) as b from input\n")
     assert g.outputs == ("a", "b")
 
 

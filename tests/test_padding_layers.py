@@ -56,7 +56,7 @@ def test_pool_same_refuses_ceil_mode_and_uneven_indices():
 
 def test_pool_same_accepts_every_size():
     """The padding follows the input (it is a rule, not numbers): Xception accepts what its shape rules allow."""
-    from netdsl.input_sizes import input_rule
+    from netdsl.graph.input_sizes import input_rule
 
     assert str(input_rule(graph("2x8x8", "maxpool: {k: 3, s: 2, p: same}"))) == "H, W >= 1"
 

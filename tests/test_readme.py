@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import netdsl
+from netdsl.graph.load import load_net_text
 from netdsl.layers import LAYERS
-from netdsl.spec.load import load_net_text
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 import netdsl
-from netdsl.backends.onnx import Labels, export
 from netdsl.backends.pytorch import build_module
+from netdsl.deploy.bench import bench
+from netdsl.deploy.onnx import Labels, export
 from netdsl.runtime import session as session_module
-from netdsl.runtime.bench import bench
 from netdsl.runtime.infer import infer
 from tests.conftest import ROOT
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
@@ -252,9 +252,7 @@ def test_a_foreign_model_without_netdsl_metadata(tmp_path):
 def test_infer_does_not_import_torch(exported, tmp_path):
     path, _ = exported
     np.save(tmp_path / "x.npy", np.zeros((3, 8, 8), np.float32))
-    code = (
-        f"import sys; from netdsl.cli import main; main(['infer', {str(path)!r}, {str(tmp_path / 'x.npy')!r}]); print('torch' in sys.modules, file=sys.stderr)"
-    )
+    code = f"import sys; from netdsl.cli.main import main; main(['infer', {str(path)!r}, {str(tmp_path / 'x.npy')!r}]); print('torch' in sys.modules, file=sys.stderr)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.stderr.strip().splitlines()[-1] == "False"
 

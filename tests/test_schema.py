@@ -9,8 +9,8 @@ import sys
 import jsonschema
 import pytest
 
+from netdsl.lang.schema import build_schema, shipped_schema
 from netdsl.layers import LAYERS
-from netdsl.spec.schema import build_schema, shipped_schema
 from tests.conftest import ROOT
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from netdsl.spec.imports import builtin_libraries
-from netdsl.spec.schema import build_schema, library_schema, library_schema_of, schema_path, shipped_schema
-from netdsl.spec.yaml_tree import load_yaml
+from netdsl.lang.imports import builtin_libraries
+from netdsl.lang.schema import build_schema, library_schema, library_schema_of, schema_path, shipped_schema
+from netdsl.lang.yaml_tree import load_yaml
 from tests.conftest import ROOT, SPECS
 
 MODELINE = "# yaml-language-server: $schema="

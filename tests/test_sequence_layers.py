@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import netdsl
-from netdsl.backends.onnx import export
 from netdsl.backends.pytorch import build_module, cross_check
+from netdsl.deploy.onnx import export
 from netdsl.errors import SpecError
 from netdsl.layers import LAYERS
 from netdsl.train.api import train

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 import netdsl
-from netdsl.backends.onnx import export
 from netdsl.backends.pytorch import build_module
-from netdsl.cli import main
+from netdsl.cli.main import main
+from netdsl.deploy.onnx import export
 from netdsl.runtime.model_info import ModelInfo
 from tests.conftest import ROOT
 from tests.onnx_registry import shared_onnx_registry  # noqa: F401 (an autouse fixture)
@@ -252,7 +252,7 @@ def test_bad_output_folders(models, tmp_path, cli):
 def test_serving_needs_no_torch(models, tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((3, 16, 16), np.float32))
     code = (
-        "import sys; sys.modules['torch'] = None; from netdsl.cli import main; "
+        "import sys; sys.modules['torch'] = None; from netdsl.cli.main import main; "
         f"sys.exit(main(['infer', {str(models['seg'])!r}, {str(tmp_path / 'x.npy')!r}, '--out', {str(tmp_path / 'out')!r}]))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 import netdsl
-from netdsl.convert import rewrite
 from netdsl.errors import SpecError
-from netdsl.spec.load import load_tree
-from netdsl.spec.text import parse_net
+from netdsl.graph.load import load_tree
+from netdsl.lang.convert import rewrite
+from netdsl.lang.text import parse_net
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import netdsl
-from netdsl.analysis import analyze
+from netdsl.analysis.counts import analyze
 from tests.conftest import ROOT, SPECS
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -87,7 +87,7 @@ def test_frozen_layers_are_counted_apart(spec_file, cli):
 
 
 def test_front_end_never_imports_torch():
-    code = "import sys; from netdsl.cli import main; main(['summarize', 'specs/resnet50.yaml', '--json']); heavy = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]; print(heavy, file=sys.stderr)"
+    code = "import sys; from netdsl.cli.main import main; main(['summarize', 'specs/resnet50.yaml', '--json']); heavy = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]; print(heavy, file=sys.stderr)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "[]"

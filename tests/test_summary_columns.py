@@ -101,7 +101,7 @@ def test_bad_columns_are_one_line(cli, columns, message):
 
 def test_columns_and_training_memory_never_import_torch():
     code = (
-        "import sys; from netdsl.cli import main; "
+        "import sys; from netdsl.cli.main import main; "
         "main(['summarize', 'specs/densenet121.yaml', '--columns', 'input,connected', '--batch', '8', '--train']); "
         "print([m for m in ('torch', 'onnx', 'onnxruntime', 'numpy') if m in sys.modules], file=sys.stderr)"
     )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 import netdsl
-from netdsl.convert import same_tree
 from netdsl.errors import SpecError
-from netdsl.spec.load import load_net_text
-from netdsl.spec.text import parse_net, parse_value
-from netdsl.spec.yaml_tree import load_yaml
+from netdsl.graph.load import load_net_text
+from netdsl.lang.convert import same_tree
+from netdsl.lang.text import parse_net, parse_value
+from netdsl.lang.yaml_tree import load_yaml
 
 HEAD_NET = "netdsl: 1\nname: t\ninput: 3x32x32\n"
 HEAD_YAML = "netdsl: 1\nname: t\ninput: 3x32x32\nlayers:\n"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import netdsl
-from netdsl.analysis import analyze
-from netdsl.convert import rewrite, same_tree
-from netdsl.spec.formats import parse_tree
+from netdsl.analysis.counts import analyze
+from netdsl.lang.convert import rewrite, same_tree
+from netdsl.lang.formats import parse_tree
 from tests.conftest import SPECS
 
 ZOO = sorted(p.stem for p in SPECS.glob("*.yaml"))

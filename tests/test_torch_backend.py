@@ -9,7 +9,7 @@ import torch
 
 import netdsl
 from netdsl.backends.pytorch import WeightsError, build_module, cross_check, load_weights, node_outputs
-from netdsl.input_sizes import input_rule
+from netdsl.graph.input_sizes import input_rule
 from tests.conftest import ROOT, SPECS, reference_state_dict, torch_zoo
 
 ZOO = torch_zoo()

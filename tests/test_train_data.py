@@ -23,9 +23,9 @@ import torch
 from PIL import Image
 
 from netdsl.errors import SpecError
+from netdsl.lang.train_section import resolve
 from netdsl.train import image_folder
 from netdsl.train.api import train
-from netdsl.train.config import resolve
 from netdsl.train.loader import epoch_order
 from netdsl.train.sources import CIFAR10_CLASSES, Splits, load_splits, read_digits
 from netdsl.train.splits import DataError, Reading, SplitData

@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
+from netdsl.lang.train_section import resolve
 from netdsl.train.arrays import MappedArray, cache_dir
-from netdsl.train.config import resolve
 from netdsl.train.fitting import image_suffixes
 from netdsl.train.image_folder import scan_image_folder, split_layout
 from netdsl.train.loader import epoch_order

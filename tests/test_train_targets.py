@@ -1,4 +1,4 @@
-"""Targets from every source (netdsl/train/targets.py, batch_targets.py): masks, the input as target, values and
+"""Targets from every source (netdsl/tasks/targets.py, batch_targets.py): masks, the input as target, values and
 0/1 vectors from npz/npy; segmentation image folders (mask_folder.py); signals (N x C x L); the generated shapes
 set (shapes.py); CSV tables (tables.py); masks in WebDataset shards; and the one-line errors for each bad input.
 
@@ -20,14 +20,14 @@ import torch
 from PIL import Image
 
 from netdsl.errors import SpecError
+from netdsl.lang.train_section import resolve
+from netdsl.tasks.targets import Targets
 from netdsl.train import tables
 from netdsl.train.batch_targets import CLASS_TARGETS
-from netdsl.train.config import resolve
 from netdsl.train.loader import collate
 from netdsl.train.shapes import make_shapes
 from netdsl.train.sources import load_splits, open_source
 from netdsl.train.splits import Failure, Reading, SplitData, Splits
-from netdsl.train.targets import Targets
 
 ALL = {"train": 1.0}
 MASKS = Targets("mask", classes=4)

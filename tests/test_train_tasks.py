@@ -1,4 +1,4 @@
-"""Tasks (netdsl/train/tasks): choosing one, what each asks of the network, its loss, metrics and presentation."""
+"""Tasks (netdsl/tasks): choosing one, what each asks of the network, its loss, metrics and presentation."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from netdsl.errors import SpecError
-from netdsl.spec.load import load_text
+from netdsl.graph.load import load_text
+from netdsl.tasks import TASKS, infer_task, make_task, serving_task
+from netdsl.tasks.base import psnr
+from netdsl.tasks.segmentation import ConfusionMeter, soft_dice_loss
 from netdsl.train.api import prepare
 from netdsl.train.splits import DataError
-from netdsl.train.tasks import TASKS, infer_task, make_task, serving_task
-from netdsl.train.tasks.base import psnr
-from netdsl.train.tasks.segmentation import ConfusionMeter, soft_dice_loss
 
 SEG = """netdsl: 1
 name: seg
@@ -114,7 +114,7 @@ def test_settings_that_do_not_fit_the_task_are_located(tmp_path, train, message)
 
 def test_unknown_task_name_gets_a_did_you_mean(tmp_path):
     from netdsl.errors import Loc
-    from netdsl.train.tasks.base import task_class
+    from netdsl.tasks.base import task_class
 
     with pytest.raises(SpecError) as exc:
         task_class("segmentaton", Loc("s.yaml", 3, 9))

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import netdsl
+from netdsl.analysis.memory import optimizer_state, saved_bytes
 from netdsl.backends.pytorch import build_module
 from netdsl.layers import LAYERS
-from netdsl.memory import optimizer_state, saved_bytes
 from tests.conftest import SPECS
 from tests.test_torch_layers import CASES, example_graph
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 import netdsl
-from netdsl.backends.onnx import export
-from netdsl.backends.window_modules import PatchMerging, ShiftedWindowAttention, relative_position_index, shift_mask
+from netdsl.deploy.onnx import export
 from netdsl.errors import SpecError
 from netdsl.layers.core import StochasticDepth
+from netdsl.layers.modules.window import PatchMerging, ShiftedWindowAttention, relative_position_index, shift_mask
 from tests.conftest import SPECS, reference_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import netdsl
-from netdsl.analysis import analyze
+from netdsl.analysis.counts import analyze
 from tests.conftest import SPECS, reference_models, reference_state_dict
 
 COUNTS = {

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 import netdsl
 from netdsl.ir import Node
+from netdsl.lang.expr import make_divisible
 from netdsl.layers.conv import Conv2d
 from netdsl.layers.core import StochasticDepth
 from netdsl.layers.tensors import LayerScale
-from netdsl.spec.expr import make_divisible
 from tests.conftest import SPECS, macs_of, params_of, reference_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")

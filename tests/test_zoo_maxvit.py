@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 import netdsl
-from netdsl.backends.onnx import export
-from netdsl.backends.window_modules import RelativeAttention, relative_position_index
+from netdsl.deploy.onnx import export
 from netdsl.layers.core import StochasticDepth
+from netdsl.layers.modules.window import RelativeAttention, relative_position_index
 from tests.conftest import SPECS, reference_models
 from tests.test_window_layers import error_of
 

@@ -148,8 +148,8 @@ def test_depth_formulas() -> None:
 
 
 def test_block_library_docs() -> None:
-    from netdsl.spec.imports import builtin_libraries
-    from netdsl.spec.yaml_tree import load_yaml
+    from netdsl.lang.imports import builtin_libraries
+    from netdsl.lang.yaml_tree import load_yaml
 
     lib = load_yaml(builtin_libraries()["resnet"].read_text(), "resnet.yaml")
     blocks = lib["blocks"]

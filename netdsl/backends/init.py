@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from netdsl.ir import Graph, Node
-from netdsl.spec.init_schema import METHOD_ARGS, canonical_method
+from netdsl.lang.init_schema import METHOD_ARGS, canonical_method
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "kaiming_normal": nn.init.kaiming_normal_,

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from netdsl.backends import tensor_functions
 from netdsl.backends.init import initialize
 from netdsl.ir import INPUT, Graph, Node
+from netdsl.layers.modules import functions as tensor_functions
 
 
 class WeightsError(Exception):
@@ -118,7 +118,7 @@ def compile(
     **load_options: Any,
 ) -> fx.GraphModule:
     """A spec file (or a loaded Graph) as a PyTorch module: `netdsl.compile("specs/resnet50.yaml")` (see build_module)."""
-    from netdsl.spec.load import load
+    from netdsl.graph.load import load
 
     graph = spec if isinstance(spec, Graph) else load(spec, **load_options)
     return build_module(graph, seed=seed, device=device, all_outputs=all_outputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -361,6 +362,23 @@ def axis(d: int, x: Shape, what: str) -> int:
     if not -len(x) <= d < len(x):
         raise ShapeError(f"{what} {d} is out of range for the input {fmt_shape(x)} (dims 0..{len(x) - 1}, or -{len(x)}..-1 from the end)")
     return d % len(x)
+
+
+def parse_shape(text: Any) -> Shape | None:
+    """'3x224x224', [3, 224, 224] or 784 -> a per-sample shape; None if malformed."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return (text,) if 1 <= text <= MAX_SIZE else None
+    if isinstance(text, str):
+        if not re.fullmatch(r"\d+(x\d+){0,2}", text.strip()):
+            return None
+        dims = tuple(int(d) for d in text.strip().split("x"))
+    elif isinstance(text, (list, tuple)) and all(isinstance(d, int) and not isinstance(d, bool) for d in text):
+        dims = tuple(text)
+    else:
+        return None
+    return dims if 1 <= len(dims) <= 3 and all(1 <= d <= MAX_SIZE for d in dims) else None
 
 
 def fmt_shape(x: Shape) -> str:

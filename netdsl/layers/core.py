@@ -96,7 +96,7 @@ class StochasticDepth(Layer):
         return [Saved("own", (1,), batched=self.mode == "row")]  # one keep-or-drop factor per sample, or per batch
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import StochasticDepth as Module
+        from netdsl.layers.modules.basic import StochasticDepth as Module
 
         return Module(self.p, self.mode)
 

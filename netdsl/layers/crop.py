@@ -46,7 +46,7 @@ class Crop(_ToSize):
     example_before = ("conv: {name: small, out: 2, k: 4}", "conv: {out: 3, k: 1, from: input}")  # crop 16x16 to 13x13
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import CropTo
+        from netdsl.layers.modules.basic import CropTo
 
         return CropTo()
 
@@ -61,7 +61,7 @@ class Pad(_ToSize):
     example_before = ("conv: {out: 2, k: 4}", "conv: {out: 3, k: 4, s: 2}")  # pad 5x5 to 16x16 and to 13x13
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import PadTo
+        from netdsl.layers.modules.basic import PadTo
 
         return PadTo()
 

@@ -42,7 +42,7 @@ class Add(Layer):
         return []  # a sum's gradient passes through unchanged
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import Add as Module
+        from netdsl.layers.modules.basic import Add as Module
 
         return Module()
 
@@ -63,7 +63,7 @@ class Mul(Layer):
         return out
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import Mul as Module
+        from netdsl.layers.modules.basic import Mul as Module
 
         return Module()
 
@@ -89,7 +89,7 @@ class Concat(Layer):
         return []  # the gradient is split by the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import Concat as Module
+        from netdsl.layers.modules.basic import Concat as Module
 
         return Module()
 
@@ -112,7 +112,7 @@ class Subsample(Layer):
         return []  # strided slicing
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import Subsample as Module
+        from netdsl.layers.modules.basic import Subsample as Module
 
         return Module(self.stride)
 
@@ -138,7 +138,7 @@ class PadChannels(Layer):
         return []  # constant padding
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import PadChannels as Module
+        from netdsl.layers.modules.basic import PadChannels as Module
 
         extra = self.out - inputs[0][0]
         before = extra // 2 if self.where == "both" else 0

@@ -134,7 +134,7 @@ class LayerNorm2d(Layer):
         return [Saved(0), Saved("own", (2 * math.prod(inputs[0][1:]),))]  # the input, a mean and inverse std per position
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import LayerNorm2d as Module
+        from netdsl.layers.modules.basic import LayerNorm2d as Module
 
         return Module(inputs[0][0], self.eps, self.affine)
 

@@ -81,7 +81,7 @@ class _Pool(Layer):
         if self.padding == "same":
             pads = self.same_padding(inputs[0])
             if any(a != b for a, b in pads):  # uneven: pad explicitly, as TensorFlow does
-                from netdsl.backends.torch_modules import SamePool
+                from netdsl.layers.modules.basic import SamePool
 
                 return SamePool(k, stride, pads, isinstance(self, AvgPool2d | AvgPool1d), getattr(self, "count_include_pad", True))
             padding = tuple(a for a, _ in pads)
@@ -176,7 +176,7 @@ class _MaxUnpool(Layer):
         return [Saved(1, itemsize=8)]  # the pool's int64 indices (its second output)
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import MaxUnpool
+        from netdsl.layers.modules.basic import MaxUnpool
 
         return MaxUnpool(*self.geometry())
 
@@ -252,7 +252,7 @@ class GlobalAvgPool(Layer):
         return []  # a mean keeps only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import GlobalAvgPool as Module
+        from netdsl.layers.modules.basic import GlobalAvgPool as Module
 
         return Module(self.keepdim)
 
@@ -302,7 +302,7 @@ class Upsample(Layer):
 
         corners = self.align_corners if self.mode == "bilinear" else None
         if self.to is not None:
-            from netdsl.backends.torch_modules import ResizeTo
+            from netdsl.layers.modules.basic import ResizeTo
 
             return ResizeTo(self.mode, corners)
         if self.size is not None:

@@ -16,7 +16,7 @@ from netdsl.layers.index import TYPES
 
 _LOADED: dict[str, type[Layer]] = {}
 _LOADED_ALIASES: dict[str, str] = {}
-NOT_FAMILIES = ("base", "registry", "index")
+NOT_FAMILIES = ("base", "registry", "index", "modules")  # modules: the torch code the builders use
 
 
 class _Layers(Mapping[str, type[Layer]]):

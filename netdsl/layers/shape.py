@@ -46,7 +46,7 @@ class Permute(Layer):
         return []  # a view or a copy: its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import Permute as Module
+        from netdsl.layers.modules.basic import Permute as Module
 
         return Module(tuple(d + 1 for d in self.order(inputs[0])))
 
@@ -83,7 +83,7 @@ class Reshape(Layer):
         return []  # a view or a copy: its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import Reshape as Module
+        from netdsl.layers.modules.basic import Reshape as Module
 
         return Module(self.output_shape(inputs[0]))  # no -1 left: the batch dim stays dynamic
 
@@ -117,7 +117,7 @@ class Transpose(Layer):
         return []  # a view or a copy: its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import Transpose as Module
+        from netdsl.layers.modules.basic import Transpose as Module
 
         a, b = self.dims(inputs[0])
         return Module(a + 1, b + 1)
@@ -165,7 +165,7 @@ class Split(Layer):
         return []  # a view or a copy: its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import Split as Module
+        from netdsl.layers.modules.basic import Split as Module
 
         d, sizes = self.split(inputs[0])
         return Module(sizes, d + 1)
@@ -227,7 +227,7 @@ class Select(Layer):
         return []  # a view or a copy: its gradient needs only the sizes
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.torch_modules import Select as Module
+        from netdsl.layers.modules.basic import Select as Module
 
         d, i = self.position(inputs[0])
         return Module(d + 1, i)

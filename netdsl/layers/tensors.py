@@ -1,7 +1,7 @@
 """Layers that are one learnable tensor held directly at the layer's own path, as torchvision holds ViT's `class_token`,
 `encoder.pos_embedding` and ConvNeXt's `layer_scale`: the parameter is an attribute of the enclosing module, not of a
 submodule, so published state dicts load by path. to_torch returns the nn.Parameter itself; the compiled forward reads
-it and calls `function` (in netdsl.backends.torch_modules) on the input and the tensor.
+it and calls `function` (in netdsl.layers.modules.basic) on the input and the tensor.
 """
 
 from __future__ import annotations

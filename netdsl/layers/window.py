@@ -3,7 +3,7 @@ relative attention over maps already partitioned into G x P x C (groups x tokens
 
 They follow torchvision's swin_transformer.py (Liu et al. 2021, "Swin Transformer: Hierarchical Vision Transformer using
 Shifted Windows") and maxvit.py (Tu et al. 2022, "MaxViT: Multi-Axis Vision Transformer"), parameters at their names, so
-published weights load by path; the modules are in netdsl/backends/window_modules.py.
+published weights load by path; the modules are in netdsl/layers/modules/window.py.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class ShiftedWindowAttention(Layer):
         return [Saved("own", (own,))]
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.window_modules import ShiftedWindowAttention as Module
+        from netdsl.layers.modules.window import ShiftedWindowAttention as Module
 
         window, shift = _pair(self.window, "window"), _pair(self.shift, "shift")
         return Module(inputs[0][2], window, shift, self.heads, attention_dropout=self.attention_dropout, dropout=self.dropout)
@@ -146,7 +146,7 @@ class PatchMerging(Layer):
         return [Saved("own", (2 * positions * 2 * out[2] + 2 * positions,))]
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.window_modules import PatchMerging as Module
+        from netdsl.layers.modules.window import PatchMerging as Module
 
         return Module(inputs[0][2], self.eps)
 
@@ -202,6 +202,6 @@ class RelativeAttention(Layer):
         return [Saved(0), Saved("own", (4 * g * p * c + g * (c // self.head_dim) * p * p,))]
 
     def to_torch(self, inputs: tuple[Shape, ...]) -> nn.Module:
-        from netdsl.backends.window_modules import RelativeAttention as Module
+        from netdsl.layers.modules.window import RelativeAttention as Module
 
         return Module(inputs[0][2], self.head_dim, self.side(inputs[0]))

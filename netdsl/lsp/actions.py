@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from netdsl.errors import SpecError
-from netdsl.fmt import format_text
+from netdsl.lang.fmt import format_text
 from netdsl.lsp.document import Analysis, Pos
 
 _SUGGESTION = re.compile(r"did you mean '([^']+)'\?")

@@ -15,15 +15,15 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
+from netdsl.graph.build import INPUT
+from netdsl.lang.imports import builtin_libraries
+from netdsl.lang.params import REQUIRED, Param, declare_all
+from netdsl.lang.schema import COMMON, STRUCTURAL, library_schema_of, shipped_schema
+from netdsl.lang.yaml_tree import YMap, load_yaml
 from netdsl.layers import LAYERS, canonical
 from netdsl.layers.base import ArgSpec, Layer
 from netdsl.lsp.cursor import ITEM, POSITIONAL, Context, context, is_layer_list, item_word
 from netdsl.lsp.document import Analysis, Pos, is_library
-from netdsl.spec.build import INPUT
-from netdsl.spec.imports import builtin_libraries
-from netdsl.spec.params import REQUIRED, Param, declare_all
-from netdsl.spec.schema import COMMON, STRUCTURAL, library_schema_of, shipped_schema
-from netdsl.spec.yaml_tree import YMap, load_yaml
 
 TRIGGERS = [":", " ", "-", "(", ",", "="]
 log = logging.getLogger(__name__)

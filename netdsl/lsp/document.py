@@ -17,15 +17,15 @@ from functools import cached_property
 from typing import Any, Literal
 
 from netdsl.errors import Diagnostic, Loc, SpecError
+from netdsl.graph.build import BlockDef, block_defs
+from netdsl.graph.load import check_tree
 from netdsl.ir import Graph, Group, Node
-from netdsl.spec.build import BlockDef, block_defs
-from netdsl.spec.files import SIZE_VARIABLE, max_spec_bytes, megabytes
-from netdsl.spec.formats import Format, format_of, parse_tree
-from netdsl.spec.imports import Library, load_libraries
-from netdsl.spec.load import check_tree
-from netdsl.spec.schema import STRUCTURAL
-from netdsl.spec.validate import validate_tree
-from netdsl.spec.yaml_tree import YList, YMap
+from netdsl.lang.files import SIZE_VARIABLE, max_spec_bytes, megabytes
+from netdsl.lang.formats import Format, format_of, parse_tree
+from netdsl.lang.imports import Library, load_libraries
+from netdsl.lang.schema import STRUCTURAL
+from netdsl.lang.validate import validate_tree
+from netdsl.lang.yaml_tree import YList, YMap
 
 Pos = tuple[int, int]
 END: Pos = (1 << 62, 0)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from netdsl.analysis.summary import shape_text
 from netdsl.ir import Group, Node
+from netdsl.lang.params import REQUIRED
+from netdsl.lang.schema import COMMON
+from netdsl.lang.yaml_tree import YMap
 from netdsl.layers import LAYERS, Layer, canonical
 from netdsl.layers.base import ArgSpec
 from netdsl.lsp.document import END, Analysis, Item, Pos, key_at, pos, word_range
 from netdsl.lsp.inlay import compact
-from netdsl.spec.params import REQUIRED
-from netdsl.spec.schema import COMMON
-from netdsl.spec.yaml_tree import YMap
-from netdsl.summary import shape_text
 
 MAX_ROWS = 12  # instances or iterations listed in one hover; the rest are counted
 

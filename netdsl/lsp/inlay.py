@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from netdsl.analysis.summary import shape_text
 from netdsl.lsp.document import Analysis, Item, Pos
-from netdsl.summary import shape_text
 
 MAX_SHAPES = 3  # distinct shapes shown for an item written once and built many times (a block's layer, a repeat's body)
 

@@ -1,7 +1,7 @@
 """Navigation: go to definition (a block use to its definition, a `from:` name to its layer, an import to its file) and
 find references of a layer or block name (the outline is netdsl.lsp.outline).
 
-Names are resolved from the written text as netdsl.spec.build.Builder resolves them: in the item's own list (earlier items
+Names are resolved from the written text as netdsl.graph.build.Builder resolves them: in the item's own list (earlier items
 only), then in the enclosing lists (groups, repeats), a block definition's lists seeing only themselves and its declared
 `inputs`. An unnamed repeat without `each` splices its items into the enclosing list, so its items' names belong there.
 """
@@ -15,12 +15,12 @@ from typing import Any
 
 from netdsl.errors import Loc
 from netdsl.ir import INPUT
+from netdsl.lang.imports import builtin_libraries, search_path
+from netdsl.lang.schema import STRUCTURAL
+from netdsl.lang.yaml_tree import YList, YMap
 from netdsl.layers import LAYERS, canonical
 from netdsl.lsp.document import END, Analysis, Item, Pos, pos
 from netdsl.lsp.spans import Span, name_span, token, word_span
-from netdsl.spec.imports import builtin_libraries, search_path
-from netdsl.spec.schema import STRUCTURAL
-from netdsl.spec.yaml_tree import YList, YMap
 
 Decl = tuple[Any, ...]  # what a name stands for: ("item", index in Analysis.items) or ("input", block, index in its inputs)
 
@@ -204,7 +204,7 @@ class _Names:
 
 
 def _splices(item: Item) -> bool:
-    """An unnamed repeat without `each` builds its items into the enclosing list (netdsl.spec.build.Builder.build_repeat)."""
+    """An unnamed repeat without `each` builds its items into the enclosing list (netdsl.graph.build.Builder.build_repeat)."""
     return item.word == "repeat" and "name" not in item.opts and "each" not in item.opts
 
 

@@ -7,11 +7,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from netdsl.lang.schema import STRUCTURAL
+from netdsl.lang.yaml_tree import YList, YMap
 from netdsl.lsp.document import END, Analysis, Pos, pos
 from netdsl.lsp.inlay import shape_label
 from netdsl.lsp.spans import Span, name_span, token, trim, word_span
-from netdsl.spec.schema import STRUCTURAL
-from netdsl.spec.yaml_tree import YList, YMap
 
 SECTIONS = ("params", "blocks", "layers", "train")
 

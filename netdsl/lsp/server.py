@@ -25,13 +25,13 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.workspace.text_document import TextDocument
 
-from netdsl import __version__
 from netdsl.errors import Diagnostic, Loc
+from netdsl.lang.formats import format_of
 from netdsl.lsp import actions, completion, navigation, outline
 from netdsl.lsp.document import Analysis, Pos, analyze, word_range
 from netdsl.lsp.hover import hover
 from netdsl.lsp.inlay import inlay_hints
-from netdsl.spec.formats import format_of
+from netdsl.version import __version__
 
 log = logging.getLogger("netdsl.lsp")
 _LSP_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -215,7 +215,7 @@ def _place(a: Analysis, d: Diagnostic) -> tuple[Pos, list[types.DiagnosticRelate
 
 
 def _import_of(a: Analysis, file: str) -> Pos | None:
-    from netdsl.spec.yaml_tree import YList, YMap
+    from netdsl.lang.yaml_tree import YList, YMap
 
     imports = a.tree.get("import") if isinstance(a.tree, YMap) else None
     if not isinstance(imports, YList):
@@ -401,7 +401,7 @@ def _location(ls: NetdslServer, a: Analysis, uri: str, target: navigation.Target
     if target.file == a.file:
         return types.Location(uri=uri, range=client_range(ls, a, target.span))
     try:
-        from netdsl.spec.files import read_text
+        from netdsl.lang.files import read_text
 
         other = Analysis(target.file, read_text(target.file), format_of(target.file))
         span = client_range(ls, other, target.span)

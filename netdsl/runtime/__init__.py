@@ -1,1 +1,1 @@
-"""Running exported models with onnxruntime: provider choice, inference, benchmarks. Torch-free except `bench`'s PyTorch side."""
+"""Running exported models with onnxruntime: provider choice, inputs, inference and outputs. Never imports torch."""

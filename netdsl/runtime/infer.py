@@ -2,7 +2,7 @@
 
 classification: the top-k classes; segmentation: class pixel fractions and a palette mask PNG per input;
 reconstruction: the output image; regression: the values; multilabel: the classes that are on. The task's
-own presentation code (netdsl.train.tasks) reads the outputs, so `netdsl predict` shows the same. onnxruntime,
+own presentation code (netdsl.tasks) reads the outputs, so `netdsl predict` shows the same. onnxruntime,
 numpy and Pillow only.
 
 Images are converted to the model's channel count (Pillow's "L" is ITU-R 601 luma, as training converts),
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netdsl.errors import input_error
-from netdsl.input_paths import CHUNK_FILES, expand_inputs, input_files
-from netdsl.inputs import read_inputs
+from netdsl.runtime.input_paths import CHUNK_FILES, expand_inputs, input_files
+from netdsl.runtime.inputs import read_inputs
 from netdsl.runtime.serving import check_finite, fit_output, model_task, picture_folder, write_outputs, writes_pictures
 from netdsl.runtime.session import Model, open_model
 
 if TYPE_CHECKING:
-    from netdsl.train.tasks import Task
+    from netdsl.tasks import Task
 
 DEFAULT_BATCH = 32
 

@@ -79,7 +79,7 @@ def spec_hash(text: str) -> str:
 
 def settled_task(given: Any) -> dict[str, Any] | None:
     """`train.task` as the trainer settles it, {"name": ..., each option's default filled in}; None if it names no known task."""
-    from netdsl.train.tasks import TASKS
+    from netdsl.tasks import TASKS
 
     settings = {"name": given} if isinstance(given, str) else dict(given) if isinstance(given, Mapping) else {}
     name = settings.get("name")
@@ -95,7 +95,7 @@ def settled_task(given: Any) -> dict[str, Any] | None:
 def inferred_task(graph: Graph) -> dict[str, Any] | None:
     """The task the trainer infers from the output's shape when a spec sets none, settled; None where it cannot tell."""
     from netdsl.errors import SpecError
-    from netdsl.train.tasks import infer_task
+    from netdsl.tasks import infer_task
 
     try:
         name, _ = infer_task(graph)

@@ -1,7 +1,7 @@
 """What an exported model's outputs mean: its task from the metadata, whether the outputs fit it, and the files it writes.
 
 The task is read from the metadata (`task`, written by `netdsl export`); a model without one is read as a
-classifier. The task's own presentation code (netdsl.train.tasks, numpy only) turns outputs into results, so
+classifier. The task's own presentation code (netdsl.tasks, numpy only) turns outputs into results, so
 `netdsl infer` and `netdsl predict` show the same things. Torch-free.
 """
 
@@ -17,7 +17,7 @@ from netdsl.layers.base import fmt_shape
 from netdsl.runtime.session import Model
 
 if TYPE_CHECKING:
-    from netdsl.train.tasks import Task
+    from netdsl.tasks import Task
 
 PICTURES = {"segmentation": (3,), "reconstruction": (2, 3)}  # task -> per-sample output dims it writes as PNGs (C x H x W, C x L)
 MASK_CLASSES = 256  # a palette PNG holds class indices 0..255
@@ -25,7 +25,7 @@ MASK_CLASSES = 256  # a palette PNG holds class indices 0..255
 
 def model_task(model: Model) -> Task:
     """The task that presents the model's outputs, as its metadata records it (classification when none is recorded)."""
-    from netdsl.train.tasks import TASKS, serving_task
+    from netdsl.tasks import TASKS, serving_task
 
     settings = model.info.task if model.info is not None else None
     classes = list(model.info.classes or []) if model.info is not None else []
@@ -88,7 +88,7 @@ def writes_pictures(task: Task, outputs: np.ndarray) -> bool:
 
 def picture_folder(out: str | Path | None, model_path: str, inputs: list[str], labels: list[str]) -> Path:
     """Where the PNGs go (default: predictions/ beside the model), created; refused if a PNG would replace an input."""
-    from netdsl.train.pictures import output_name
+    from netdsl.runtime.pictures import output_name
 
     folder = Path(out) if out is not None else Path(model_path).parent / "predictions"
     where = "--out" if out is not None else str(folder)
@@ -108,7 +108,7 @@ def picture_folder(out: str | Path | None, model_path: str, inputs: list[str], l
 
 def write_outputs(task: Task, outputs: np.ndarray, labels: list[str], folder: Path) -> list[str]:
     """One PNG per sample (a palette mask for segmentation, the image for reconstruction); their paths."""
-    from netdsl.train.pictures import write_pictures
+    from netdsl.runtime.pictures import write_pictures
 
     try:
         return [str(p) for p in write_pictures(task, outputs, labels, folder)]

@@ -1,1 +1,1 @@
-"""Training: the spec's `train:` section, data sources, augmentation, the loop, run directories, checkpoints."""
+"""Training: data sources and loaders, the loop, run directories, checkpoints, transfer, tracking, eval and predict."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,16 +11,17 @@ from typing import Any
 
 import yaml
 
+from netdsl.atomic import WriteFailed
 from netdsl.errors import Diagnostic, Loc, SpecError
+from netdsl.graph.load import load_tree
 from netdsl.ir import Graph
-from netdsl.overrides import covering, setting_loc, settings_diagnostics, show_value
-from netdsl.spec.formats import parse_tree
-from netdsl.spec.load import load_tree, read_spec
-from netdsl.spec.yaml_tree import loc_of, plain
+from netdsl.lang.files import read_spec
+from netdsl.lang.formats import parse_tree
+from netdsl.lang.overrides import covering, setting_loc
+from netdsl.lang.train_section import apply_settings, resolve
+from netdsl.lang.yaml_tree import loc_of, plain
+from netdsl.tasks import make_task, settle
 from netdsl.train.callbacks import RunInfo
-from netdsl.train.config import TRAIN_SCHEMA, resolve
-from netdsl.train.files import WriteFailed
-from netdsl.train.tasks import make_task, settle
 
 
 @dataclass
@@ -35,26 +35,6 @@ class Prepared:
     base: Path
     where: Loc  # the spec's train: key (or its first line): where a missing training setting is reported
     task_note: str = ""  # how the task was chosen (`netdsl train` prints it)
-
-
-def apply_settings(train: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """`--set train.optimizer.lr=0.01` and `--epochs 3`: dotted keys under train; a problem is located at its --set."""
-    out = copy.deepcopy(train)
-    for dotted, value in settings.items():
-        keys = dotted.split(".")[1:]
-        if not keys or not all(keys):
-            raise SpecError([Diagnostic(setting_loc(dotted, value), "name a setting under train, e.g. train.epochs=3 or train.optimizer.lr=0.01")])
-        node = out
-        for i, key in enumerate(keys[:-1]):
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                section = ".".join(["train", *keys[: i + 1]])
-                raise SpecError([Diagnostic(setting_loc(dotted, value), f"{section} is a value ({show_value(node)}), not a section of settings")])
-        node[keys[-1]] = value
-    problems = settings_diagnostics(out, settings, TRAIN_SCHEMA) if settings else []
-    if problems:
-        raise SpecError(problems)
-    return out
 
 
 def prepare(
@@ -233,7 +213,7 @@ def _train(prep: Prepared, engine: Any, out: Path, resume: Any, allow_changes: b
 
 def _run(prep: Prepared, trainer: Any, data: Any, engine: Any, out: Path, resume: Any, point: Any, say: Callable[[str], None]) -> Path:
     """Start-up, the epochs and the test, with every way out recorded in status.json: finished, interrupted or failed."""
-    from netdsl.train.checkpoint import WriteFailed, write_json, write_text
+    from netdsl.atomic import WriteFailed, write_json, write_text
     from netdsl.train.loop import TrainingStopped
     from netdsl.train.progress import ProgressBar
     from netdsl.train.run import check_writable, environment, signals_deferred, write_metrics, write_status, write_yaml
@@ -345,7 +325,7 @@ def _curves(prep: Prepared, trainer: Any, quiet: bool = True) -> None:
 
 def _final_writes(prep: Prepared, trainer: Any, results: dict[str, Any], val_samples: int, say: Callable[[str], None]) -> None:
     """results.json, curves.png and the closing lines of a finished run (rank 0)."""
-    from netdsl.train.checkpoint import write_json
+    from netdsl.atomic import write_json
 
     run, monitor = trainer.run, prep.cfg["checkpoint"]["monitor"]
     skipped = len(trainer.skipped)

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from netdsl.tasks.targets import Targets
 from netdsl.train.batch_targets import CLASS_TARGETS, BadTarget, check_target_array, input_labels, masks_from_rows, multihot_from_rows, read_labels
 from netdsl.train.fitting import fit_to_input
 from netdsl.train.splits import Batch, Failure, fail
-from netdsl.train.targets import Targets
 
 
 @dataclass(frozen=True)

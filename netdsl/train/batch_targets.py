@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from netdsl.tasks.targets import Targets
 from netdsl.train.fitting import fit_mask, shape_text
 from netdsl.train.splits import DataError, fail
-from netdsl.train.targets import Targets
 
 #: the default: one class index per sample
 CLASS_TARGETS = Targets()

@@ -13,15 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from netdsl.atomic import write_atomic
 from netdsl.errors import Diagnostic, Loc, SpecError
 from netdsl.ir import Graph
-from netdsl.spec.files import special_kind
-from netdsl.train.files import WriteFailed as WriteFailed
-from netdsl.train.files import temp_name as temp_name
-from netdsl.train.files import write_atomic as write_atomic
-from netdsl.train.files import write_in_place as write_in_place
-from netdsl.train.files import write_json as write_json
-from netdsl.train.files import write_text as write_text
+from netdsl.lang.files import special_kind
 
 
 def digest(value: Any, h: Any = None) -> str:

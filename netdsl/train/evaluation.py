@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from netdsl.atomic import WriteFailed, write_json
 from netdsl.errors import Diagnostic, Loc, SpecError, input_error
+from netdsl.tasks import make_task
 from netdsl.train.api import prepare, require_data
-from netdsl.train.files import WriteFailed, write_json
-from netdsl.train.tasks import make_task
 
 
 def evaluate(
@@ -166,7 +166,7 @@ class PictureNotWritten(WriteFailed):
 
 def _check_can_write(path: Path, hint: str = "give --out") -> None:
     """Create and remove a temp file beside `path`: the folder takes new files (a read-only one is refused at once)."""
-    from netdsl.train.files import temp_name
+    from netdsl.atomic import temp_name
 
     probe = temp_name(path)
     try:
@@ -198,16 +198,16 @@ def predict(
     **options: Any,
 ) -> Predictions:
     """What the task makes of each image file or .npy sample (a stacked array gives one result per sample, `file[i]`);
-    a folder stands for every image and .npy array inside it, a glob for the files it matches (netdsl.input_paths).
+    a folder stands for every image and .npy array inside it, a glob for the files it matches (netdsl.runtime.input_paths).
 
     classification: the top-k classes; segmentation: class pixel fractions, and mask PNGs (palette) in `out`;
     reconstruction: output images in `out`; regression: the values; multilabel: the classes that are on.
-    Inputs are read as `netdsl infer` reads them (netdsl.inputs) and normalized as the spec's data section says.
+    Inputs are read as `netdsl infer` reads them (netdsl.runtime.inputs) and normalized as the spec's data section says.
     """
     import torch
 
-    from netdsl.input_paths import CHUNK_FILES, expand_inputs, expansion_notes, input_files
-    from netdsl.inputs import read_inputs
+    from netdsl.runtime.input_paths import CHUNK_FILES, expand_inputs, expansion_notes, input_files
+    from netdsl.runtime.inputs import read_inputs
     from netdsl.runtime.serving import check_finite, picture_folder, write_outputs, writes_pictures
     from netdsl.train.checkpoint import trained_module
     from netdsl.train.sources import load_splits

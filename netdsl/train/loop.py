@@ -16,17 +16,18 @@ from typing import Any
 
 import torch
 
+from netdsl.atomic import write_atomic, write_text
 from netdsl.backends.pytorch import build_module
 from netdsl.errors import Diagnostic, Loc, SpecError
 from netdsl.ir import Graph
+from netdsl.tasks import Meter, Task, make_task
 from netdsl.train.augment import build_augmentation
 from netdsl.train.callbacks import Callback
-from netdsl.train.checkpoint import checkpoint_bytes, load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_atomic, write_text
+from netdsl.train.checkpoint import checkpoint_bytes, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from netdsl.train.engine import Engine, seed_everything, usable_cpus
 from netdsl.train.optim import build_optimizer, build_scheduler
 from netdsl.train.run import spec_hash
 from netdsl.train.splits import Reading, SplitData, Splits
-from netdsl.train.tasks import Meter, Task, make_task
 from netdsl.train.transfer import apply_transfer, freeze_norm_statistics, set_frozen
 
 MEASURED = ("time", "samples_per_s", "rss_mb")  # per-epoch measurements of the machine, not results of the run

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netdsl.tasks.targets import Targets
 from netdsl.train.batch_targets import BadTarget, check_masks
 from netdsl.train.fitting import CorruptImage, NotAMask, decode_image, decode_mask, fit_mask, image_suffixes
 from netdsl.train.image_folder import walk_once
 from netdsl.train.splits import Failure, fail
-from netdsl.train.targets import Targets
 
 EXAMPLES = 3  # unpaired files named in the error
 

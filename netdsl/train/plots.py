@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from netdsl.train.checkpoint import write_atomic
+from netdsl.atomic import write_atomic
 
 
 def _figure(**options: Any) -> Any:
@@ -67,7 +67,7 @@ def _shown(x: Any, kind: str) -> Any:
     """An array as matplotlib draws it: masks in the VOC palette, images H x W (x 3) in [0, 1], C x L signals as rows."""
     import numpy as np
 
-    from netdsl.train.pictures import palette
+    from netdsl.runtime.pictures import palette
 
     a = np.asarray(x)
     if kind == "mask":
@@ -82,7 +82,7 @@ def plot_examples(examples: list[tuple[Any, Any, Any]], task: str, path: Path, t
     """One row per test sample: segmentation image | target mask | predicted mask; reconstruction input | output | target."""
     import numpy as np
 
-    from netdsl.train.pictures import palette
+    from netdsl.runtime.pictures import palette
 
     heads = ("image", "target", "prediction") if task == "segmentation" else ("input", "output", "target")
     fig = _figure(figsize=(7.5, 2.4 * len(examples) + 0.6))

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from netdsl.atomic import WriteFailed, write_in_place, write_json, write_text
 from netdsl.errors import Diagnostic, Loc, SpecError
-from netdsl.train.checkpoint import WriteFailed, write_in_place, write_json, write_text
 
 
 def spec_hash(resolved: dict[str, Any]) -> str:
@@ -58,7 +58,7 @@ def check_writable(path: Path) -> None:
 def environment(device: str) -> dict[str, Any]:
     import torch
 
-    from netdsl import __version__
+    from netdsl.version import __version__
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5).stdout.strip() or None

@@ -32,11 +32,11 @@ from typing import Any, TypeVar
 
 import torch
 
+from netdsl.tasks.targets import Targets
 from netdsl.train.batch_targets import CLASS_TARGETS, BadTarget, check_masks
 from netdsl.train.fitting import CorruptImage, NotAMask, decode_image, decode_mask, fit_mask, image_suffixes
 from netdsl.train.loader import own_generator
 from netdsl.train.splits import Batch, DataError, Reading, SplitData, Splits, fail
-from netdsl.train.targets import Targets
 
 __all__ = ["ShardSplit", "round_robin", "shard_order", "webdataset_splits"]
 

@@ -10,7 +10,7 @@
 | image_folder | file names listed; images decoded in DataLoader workers, a batch ahead | class, input, mask |
 | webdataset | tar shards streamed, split across ranks and workers (netdsl/train/shards.py) | class, input, mask |
 
-Every reader gets the Targets the task needs (netdsl/train/targets.py) and gives y accordingly: class indices,
+Every reader gets the Targets the task needs (netdsl/tasks/targets.py) and gives y accordingly: class indices,
 masks at the input's H x W, the source's labels (or zeros) when the input is the target, values, 0/1 vectors.
 npz files hold arrays `x` and `y`; npy folders x.npy and y.npy; y's shape per task is listed in arrays.py.
 """
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from netdsl.tasks.targets import TARGET_KINDS, Targets
 from netdsl.train.arrays import ArraySamples, array_targets, channels_first, map_npy_folder, map_npz
 from netdsl.train.batch_targets import CLASS_TARGETS, KIND_WORDS
 from netdsl.train.fitting import fit_to_input, shape_text
@@ -35,7 +36,6 @@ from netdsl.train.image_folder import FolderListing, ImageFiles, has_class_folde
 from netdsl.train.loader import MapSplit
 from netdsl.train.mask_folder import MaskedImages, MaskListing, scan_mask_folder
 from netdsl.train.splits import DataError, Reading, SplitData, Splits, fail
-from netdsl.train.targets import TARGET_KINDS, Targets
 
 __all__ = ["SOURCES", "DataError", "Splits", "Targets", "load_splits", "normalization", "open_source"]
 

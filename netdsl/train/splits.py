@@ -2,7 +2,7 @@
 
 A source (netdsl/train/sources.py, netdsl/train/shards.py) turns `train.data` into a `Splits`; the loop knows
 nothing else about data. Every batch is (x, y, skipped): x float32 at the spec's input shape (images in [0, 1]),
-y the targets the task asked for (`Targets`, netdsl/train/targets.py: int64 class indices by default, int64
+y the targets the task asked for (`Targets`, netdsl/tasks/targets.py: int64 class indices by default, int64
 N x H x W masks, float32 values or 0/1 vectors), skipped the (file, reason) pairs of samples that could not be
 decoded and were left out (only with `skip_corrupt: true`; otherwise such a sample stops the run with a `DataError`).
 """
@@ -15,21 +15,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from netdsl.errors import Diagnostic, SpecError, given_loc
-from netdsl.train.targets import TARGET_KINDS, Targets
+from netdsl.tasks.targets import TARGET_KINDS, DataError, Targets, fail
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]
 
 __all__ = ["TARGET_KINDS", "Batch", "DataError", "Failure", "Reading", "SplitData", "Splits", "Targets", "fail"]
-
-
-class DataError(SpecError):
-    """Data cannot be read or does not fit the spec (a one-line located error, like a spec error)."""
-
-
-def fail(where: str, message: str) -> DataError:
-    """A data problem located at a file (`path:1:1`), a setting, or an option as itself (`--shard-size: ...`)."""
-    return DataError([Diagnostic(given_loc(where), message)])
 
 
 @dataclass(frozen=True)

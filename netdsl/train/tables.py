@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from netdsl.errors import did_you_mean
+from netdsl.tasks.targets import Targets
 from netdsl.train.fitting import shape_text
 from netdsl.train.splits import fail
-from netdsl.train.targets import Targets
 
 CSV_LIMIT = 1 << 30  # bytes read into memory at most
 

@@ -202,7 +202,7 @@ class MlflowLog(Callback):
         from mlflow.tracking import MlflowClient
         from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
-        from netdsl.train.checkpoint import write_text
+        from netdsl.atomic import write_text
 
         client = MlflowClient(tracking_uri=uri)
         # a server chooses its own artifact store; a local store keeps them in <out>/mlartifacts (MLflow would use ./mlruns)

@@ -10,8 +10,8 @@ from torch import nn
 
 from netdsl.backends.pytorch import load_weights
 from netdsl.errors import Diagnostic, Loc, SpecError
+from netdsl.lang.train_section import check_freeze_patterns, freeze_matches
 from netdsl.train.checkpoint import weights_from_file
-from netdsl.train.config import check_freeze_patterns, freeze_matches
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 

@@ -1,1 +1,0 @@
-"""Spec front end: text to raw tree (with positions) to checked IR."""
