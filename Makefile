@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/netdsl train specs/lenet5.yaml
 
 test: $(STAMP) browser lint typecheck
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 # The draw page's test opens it in Debian's headless Chromium (which also brings libcairo2 for cairosvg's PNG and PDF).
 browser:

@@ -62,6 +62,43 @@ def macs_of(graph: netdsl.Graph) -> int:
     return sum(n.macs() for n in graph)
 
 
+# The test files with the longest summed test time (fresh clone, 2 workers, --durations), slowest first. `make test`
+# hands out whole files (--dist loadfile) in collection order (--no-loadscope-reorder): these go first, so that the
+# longest one starts at once instead of ending the run, and the many short files fill in behind them.
+SLOWEST_FILES = (
+    "test_onnx_zoo.py",
+    "test_readme.py",
+    "test_train.py",
+    "test_torch_backend.py",
+    "test_hardening_train.py",
+    "test_zoo_torchvision.py",
+    "test_train_distributed.py",
+    "test_commands.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (SLOWEST_FILES), the rest in their usual order."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_threads() -> Iterator[None]:
+    """Under pytest-xdist, each worker's share of the cores as its torch threads (1 for 2 workers on 2 cores): two
+    workers at 2 threads each oversubscribe the cores. Set after collection, so it wins over a module's own setting."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """One torch thread for a module of big float64 forwards: the 2 CI cores are shared, and depthwise convs run far

@@ -102,7 +102,7 @@ def test_no_modules_import_each_other_in_a_circle():
 
     def visit(module: str, path: list[str]) -> list[str]:
         if module in path:
-            return path[path.index(module) :] + [module]
+            return [*path[path.index(module) :], module]
         if module in done:
             return []
         for target in sorted(edges.get(module, ())):
@@ -175,3 +175,11 @@ def test_the_readme_map_lists_every_folder_and_module():
     assert sorted(listed) == sorted(present)
     stages = {entry.removesuffix("/").removesuffix(".py").replace("__init__", "netdsl") for entry in listed}
     assert stages == set(RANK), "every entry of the map is a stage of STAGES"
+
+
+def test_the_slowest_first_list_names_real_test_files():
+    """conftest.SLOWEST_FILES hands these files to the workers first; a renamed one would silently lose its early start."""
+    from tests.conftest import SLOWEST_FILES
+
+    tests = PACKAGE.parent / "tests"
+    assert [name for name in SLOWEST_FILES if not (tests / name).is_file()] == []

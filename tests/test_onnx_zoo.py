@@ -49,9 +49,11 @@ def shallow(graph: Graph, keep: int = 2) -> Graph:
         siblings.setdefault((path.rpartition(".")[0], loc), []).append(path)
     stands_for: dict[str, str] = {}
     for paths in siblings.values():
+        if len(paths) <= keep:  # most units are not repeated: skip them before scanning the graph (collection time)
+            continue
         alive = [n.name for n in graph.nodes if n.name not in stands_for]
         members = [[name for name in alive if _within(name, p)] for p in paths]
-        if len(paths) <= keep or not all(members[:keep]):
+        if not all(members[:keep]):
             continue
         for names in members[keep:]:
             stands_for.update(dict.fromkeys(names, members[keep - 1][-1]))
