@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_int8.py
 	$(BIN)/python bench/bench_draw.py
 	$(BIN)/python bench/bench_lsp.py
+	$(BIN)/python bench/bench_extends.py
 
 zoo-full: $(STAMP)
 	NETDSL_FULL_ZOO=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests/test_torch_backend.py tests/test_onnx_zoo.py

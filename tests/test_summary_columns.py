@@ -85,10 +85,13 @@ def test_a_second_output_is_connected_by_its_port(cli, spec_file):
 @pytest.mark.parametrize(
     ("columns", "message"),
     [
-        ("output,parms", "--columns: unknown column 'parms'; did you mean 'params'? (columns: input, output, params, trainable, buffers, macs, connected)"),
+        (
+            "output,parms",
+            "--columns: unknown column 'parms'; did you mean 'params'? (columns: input, output, params, trainable, buffers, macs, connected, source)",
+        ),
         (
             "output,,macs",
-            "--columns: an empty column name in 'output,,macs'; give names separated by commas, from: input, output, params, trainable, buffers, macs, connected",
+            "--columns: an empty column name in 'output,,macs'; give names separated by commas, from: input, output, params, trainable, buffers, macs, connected, source",
         ),
         ("macs,params,macs", "--columns: column 'macs' is given twice"),
     ],

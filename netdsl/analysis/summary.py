@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from netdsl.analysis.counts import Report, Row
-from netdsl.errors import did_you_mean, input_error
+from netdsl.errors import Loc, did_you_mean, input_error
+from netdsl.ir import Graph
 from netdsl.layers.base import Shape
 
 COLUMNS = {
@@ -17,6 +20,7 @@ COLUMNS = {
     "buffers": "Buffers",
     "macs": "MACs",
     "connected": "Connected to",
+    "source": "Source",
 }
 """The columns `summarize --columns` may choose, with their headings; Layer and Type always come first."""
 DEFAULT_COLUMNS = ("output", "params", "macs")
@@ -25,6 +29,36 @@ NUMERIC = ("params", "trainable", "buffers", "macs")
 
 def shape_text(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
+
+
+def file_text(file: str) -> str:
+    """A file's name as messages show it: relative to the current folder when that is shorter."""
+    if not os.path.isabs(file) and not file.startswith(".."):
+        return file
+    try:
+        relative = os.path.relpath(file)
+    except ValueError:  # another drive (Windows)
+        return file
+    return relative if len(relative) < len(file) else file
+
+
+def loc_text(loc: Loc) -> str:
+    """`file:line` (a command-line argument: itself), the file as file_text shows it."""
+    return loc.file if loc.line == 0 else f"{file_text(loc.file)}:{loc.line}"
+
+
+def row_sources(graph: Graph) -> dict[str, str]:
+    """Each node's and group's `file:line`, by the name its summary row has (a block's layers: in its library)."""
+    shown: dict[str, str] = {}
+
+    def text(loc: Loc) -> str:
+        if loc.file not in shown:
+            shown[loc.file] = file_text(loc.file)
+        return loc.file if loc.line == 0 else f"{shown[loc.file]}:{loc.line}"
+
+    out = {g.path: text(g.loc) for g in graph.groups}
+    out.update((n.name, text(n.loc)) for n in graph.nodes)
+    return out
 
 
 def human(n: float, unit: str = "") -> str:
@@ -57,7 +91,9 @@ def parse_columns(text: str) -> tuple[str, ...]:
     return names
 
 
-def _cell(r: Row, column: str) -> str:
+def _cell(r: Row, column: str, sources: Mapping[str, str]) -> str:
+    if column == "source":
+        return sources.get(r.name, "")
     if column == "input":
         return ", ".join(shape_text(s) for s in r.input_shapes)
     if column == "output":
@@ -73,8 +109,10 @@ def _total_cell(report: Report, column: str) -> str:
     return f"{getattr(report, column):,}" if column in NUMERIC else ""
 
 
-def render_table(report: Report, input_rule: object = None, columns: tuple[str, ...] = DEFAULT_COLUMNS) -> str:
-    """The summary table with the chosen columns: every numeric column sums to the Total row and the footer."""
+def render_table(report: Report, input_rule: object = None, columns: tuple[str, ...] = DEFAULT_COLUMNS, sources: Mapping[str, str] | None = None) -> str:
+    """The summary table with the chosen columns: every numeric column sums to the Total row and the footer.
+
+    `sources`: each row's `file:line` by its name (row_sources), for the source column."""
     headers = ("Layer", "Type", *(COLUMNS[c] for c in columns))
     body: list[tuple[str, ...]] = []
     for r in report.rows:
@@ -84,7 +122,7 @@ def render_table(report: Report, input_rule: object = None, columns: tuple[str, 
         else:
             frozen = " (frozen)" if r.trainable < r.params else ""
             output = f" (output {r.output})" if r.output else ""
-            body.append((indent + r.name, r.type + frozen + output, *(_cell(r, c) for c in columns)))
+            body.append((indent + r.name, r.type + frozen + output, *(_cell(r, c, sources or {}) for c in columns)))
     total = ("Total", "", *(_total_cell(report, c) for c in columns))
     widths = [max(len(h), *(len(row[i]) for row in [*body, total])) for i, h in enumerate(headers)]
     right = (False, False, *(c in NUMERIC for c in columns))
@@ -143,8 +181,8 @@ def _outputs_text(report: Report) -> str:
     return "outputs " + ", ".join(f"{o.name} {shape_text(o.shape)}" for o in report.outputs)
 
 
-def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
-    """The machine-readable summary (`summarize --json`)."""
+def report_dict(report: Report, input_rule: object = None, sources: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The machine-readable summary (`summarize --json`); each layer's `source` is its `file:line` (row_sources)."""
     m = report.memory
     out = {
         "name": report.name,
@@ -173,6 +211,7 @@ def report_dict(report: Report, input_rule: object = None) -> dict[str, Any]:
                 "trainable": r.trainable,
                 "buffers": r.buffers,
                 "macs": r.macs,
+                "source": (sources or {}).get(r.name),
             }
             for r in report.rows
             if not r.is_header
@@ -202,5 +241,5 @@ def _batch_dict(report: Report) -> dict[str, Any]:
     return out
 
 
-def render_json(report: Report, input_rule: object = None) -> str:
-    return json.dumps(report_dict(report, input_rule), indent=2) + "\n"
+def render_json(report: Report, input_rule: object = None, sources: Mapping[str, str] | None = None) -> str:
+    return json.dumps(report_dict(report, input_rule, sources), indent=2) + "\n"

@@ -140,23 +140,36 @@ def check_weights_path(path: str | None) -> None:
 
 def load_spec(path: str, args: argparse.Namespace) -> Any:
     """The spec as a Graph, with the params that --set, --width and --depth-mult give."""
-    from netdsl.graph.load import load, parse_assignment
+    return load_composed_spec(path, args)[1].graph
+
+
+def load_composed_spec(path: str, args: argparse.Namespace) -> tuple[Any, Any]:
+    """As load_spec, keeping the spec's tree as written and what the front end made of it (the composed tree, the
+    files merged into it, the graph: netdsl.graph.load.Loaded)."""
+    from netdsl.graph.load import load_composed, parse_assignment
+    from netdsl.lang.files import read_spec
+    from netdsl.lang.formats import parse_tree
 
     variables = dict(parse_assignment(a) for a in args.set)
     variables.update(multipliers(args))
-    return load(path, input_shape=args.input, variables=variables)
+    text, name = read_spec(path)
+    raw = parse_tree(text, name)
+    return raw, load_composed(raw, name, input_shape=args.input, variables=variables)
 
 
 def _load_tree(path: str, args: argparse.Namespace) -> tuple[Any, str, Any, dict[str, Any]]:
-    """The spec's tree, display name and graph (its params from --set, --width, --depth-mult), and the --set train.* settings."""
-    from netdsl.graph.load import load_tree
+    """The spec's composed tree (every `extends` merged: netdsl.lang.extends), display name and graph (its params from
+    --set, --width, --depth-mult), and the --set train.* settings (train...extends ones merged over its sections)."""
+    from netdsl.graph.load import load_composed
+    from netdsl.lang.extends import split_extends
     from netdsl.lang.files import read_spec
     from netdsl.lang.formats import parse_tree
 
     settings, variables = split_settings(args)
+    extends, settings = split_extends(settings)
     text, name = read_spec(path)
-    tree = parse_tree(text, name)
-    return tree, name, load_tree(tree, name, input_shape=args.input, variables=variables), settings
+    loaded = load_composed(parse_tree(text, name), name, input_shape=args.input, variables=variables, over=extends)
+    return loaded.tree, name, loaded.graph, settings
 
 
 def load_with_train(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from netdsl.cli.common import EXIT_USAGE, SPEC_HELP, load_checked, load_spec, load_with_train, print_errors, spec_options
+from netdsl.cli.common import EXIT_USAGE, SPEC_HELP, load_checked, load_composed_spec, load_spec, load_with_train, print_errors, spec_options
 from netdsl.errors import Diagnostic, Loc, SpecError
 
 
@@ -23,7 +23,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--columns",
         metavar="LIST",
-        help="table columns in order, from input,output,params,trainable,buffers,macs,connected (default output,params,macs); --json has them all",
+        help="table columns in order, from input,output,params,trainable,buffers,macs,connected,source (default output,params,macs); --json has them all",
     )
     p.add_argument("--batch", type=int, metavar="N", help="also estimate memory for a batch of N samples (with --train default: the spec's train.batch_size)")
     p.add_argument(
@@ -76,7 +76,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
     from netdsl.analysis.counts import analyze
     from netdsl.analysis.memory import batch_memory
-    from netdsl.analysis.summary import DEFAULT_COLUMNS, parse_columns, render_json, render_table
+    from netdsl.analysis.summary import DEFAULT_COLUMNS, parse_columns, render_json, render_table, row_sources
     from netdsl.errors import input_error
     from netdsl.graph.input_sizes import input_rule
 
@@ -93,7 +93,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         optimizer = train["optimizer"] if args.train else None
         report = replace(report, batch_memory=batch_memory(graph, report.memory, batch, report.trainable, optimizer, freeze))
     rule = input_rule(graph)
-    sys.stdout.write(render_json(report, rule) if args.json else render_table(report, rule, columns))
+    sources = row_sources(graph) if args.json or "source" in columns else None
+    sys.stdout.write(render_json(report, rule, sources) if args.json else render_table(report, rule, columns, sources))
     if args.torch:
         return torch_cross_check(graph, report)
     return 0
@@ -143,30 +144,38 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_expand(args: argparse.Namespace) -> int:
     from netdsl.analysis.counts import analyze
-    from netdsl.analysis.expand import expand_text
+    from netdsl.analysis.expand import expand_text, spec_origins
 
-    graph = load_spec(args.spec, args)
-    sys.stdout.write(expand_text(graph, analyze(graph, 1), args.spec))
+    raw, loaded = load_composed_spec(args.spec, args)
+    origins = spec_origins(raw, loaded.tree, args.spec, loaded.sources)
+    sys.stdout.write(expand_text(loaded.graph, analyze(loaded.graph, 1), args.spec, origins))
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from netdsl.analysis.counts import analyze
-    from netdsl.analysis.diff import diff_graphs, render_diff
+    from netdsl.analysis.diff import diff_graphs, diff_settings, located_changes, render_diff
+    from netdsl.analysis.summary import loc_text
 
     problems = []
-    graphs = []
+    loaded = []
     for path in (args.a, args.b):
         try:
-            graphs.append(load_spec(path, args))
+            loaded.append(load_composed_spec(path, args)[1])
         except SpecError as exc:
             problems += exc.diagnostics
     if problems:
         raise SpecError(problems)
-    a, b = graphs
+    old, new = loaded
+    a, b = old.graph, new.graph
+    located = bool(old.sources or new.sources)  # specs from one file each: no file:line noise
     changes = diff_graphs(a, b)
-    sys.stdout.write(render_diff(analyze(a, 1), analyze(b, 1), changes, args.a, args.b))
-    return 1 if changes or a.input_shape != b.input_shape else 0
+    settings = diff_settings(a, b, old.tree, new.tree, located)
+    if located:
+        changes = located_changes(changes, b, new.tree)
+    input_where = loc_text(new.tree.value_locs["input"]) if located and not args.input else ""
+    sys.stdout.write(render_diff(analyze(a, 1), analyze(b, 1), changes, args.a, args.b, settings, input_where))
+    return 1 if changes or settings or a.input_shape != b.input_shape else 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--run-dir", help=argparse.SUPPRESS)  # set by --nproc for its worker processes
     p.add_argument("--json", action="store_true", help="print the run's results as JSON on stdout (progress lines go to stderr)")
     shortcut_options(p, ("--lr", "--batch-size", "--device", "--workers"))
+    file_options(p, recipe=True)
     spec_options(p)
 
     p = sub.add_parser(
@@ -42,6 +43,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--report", metavar="FILE", help="where the results go as JSON (default: eval.json beside the PNG)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     shortcut_options(p, ("--batch-size", "--device", "--workers"))
+    file_options(p, recipe=False)
     spec_options(p)
 
     p = sub.add_parser(
@@ -64,6 +66,29 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--shard-size", type=int, default=1000, metavar="N", help="samples per shard (default 1000)")
 
 
+def file_options(p: argparse.ArgumentParser, recipe: bool) -> None:
+    """--data FILE (and on train --recipe NAME_OR_FILE): short for train.data.extends and train.extends."""
+    p.add_argument("--data", metavar="FILE", help="a .yaml file of train.data settings, merged over the spec's own: short for --set train.data.extends=FILE")
+    if recipe:
+        p.add_argument(
+            "--recipe",
+            metavar="NAME|FILE",
+            help="a training recipe (sgd_step, sgd_cosine, adam, finetune_resnet) or a .yaml file: merged over the spec's train settings (short for --set train.extends=...)",
+        )
+
+
+def file_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """--data and --recipe as the train settings they stand for, located at the flag when wrong."""
+    from netdsl.lang.overrides import SetKey
+
+    out: dict[str, Any] = {}
+    for flag, key in (("--data", "train.data.extends"), ("--recipe", "train.extends")):
+        value = getattr(args, flag[2:], None)
+        if value is not None:
+            out[SetKey(key, flag)] = value
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise SpecError([Diagnostic(Loc.argument("--nproc"), f"--nproc must be >= 1, got {args.nproc}")])
@@ -78,6 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from netdsl.train.api import train
 
     settings, variables = split_settings(args)
+    settings.update(file_settings(args))
     check_settings(args.spec, args.input, settings)
     run = train(
         args.spec,
@@ -104,15 +130,21 @@ def run_summary(run: Any, status: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_settings(spec: str, input_shape: str | None, settings: dict[str, Any]) -> None:
-    """The train settings' checks that need no data (split fractions, data.path, ...), located in the spec as
-    `netdsl check` locates them, before a run directory is made or data is read."""
+    """The train settings' checks that need no data (split fractions, data.path, ...), located in the spec (or in the
+    file a value came from: a base spec, a recipe, a data file) as `netdsl check` locates them, before a run directory
+    is made or data is read."""
+    from netdsl.lang.extends import compose, split_extends
     from netdsl.lang.files import read_spec
     from netdsl.lang.formats import parse_tree
     from netdsl.lang.train_section import check_train_section
     from netdsl.layers.base import parse_shape
 
     text, name = read_spec(spec)
-    tree = parse_tree(text, name)
+    extends, settings = split_extends(settings)
+    composed = compose(parse_tree(text, name), name, extends)
+    if composed.problems:
+        raise SpecError(composed.problems)
+    tree = composed.tree
     given = input_shape if input_shape is not None else (tree.get("input") if isinstance(tree, dict) else None)
     problems = check_train_section(tree, name, parse_shape(given), settings)
     if problems:
@@ -199,6 +231,7 @@ def run_options(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dic
     check_weights_path(args.weights)
     spec, weights = trained_sources(args.spec, args.weights)
     settings, variables = split_settings(args)
+    settings.update(file_settings(args))
     running = {"batch_size": settings.pop("train.batch_size", 256), "device": settings.pop("train.device", "cpu")}
     return spec, weights, settings, variables, running
 

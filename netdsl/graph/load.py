@@ -14,6 +14,7 @@ from netdsl.graph.budgets import check_limits
 from netdsl.graph.build import BlockDef, block_defs, build_graph
 from netdsl.graph.input_sizes import input_rule
 from netdsl.ir import Graph
+from netdsl.lang.extends import compose
 from netdsl.lang.files import read_spec
 from netdsl.lang.formats import parse_tree
 from netdsl.lang.imports import Library, load_libraries
@@ -66,20 +67,40 @@ def load_tree(
 
     `library_path`: folders, besides the spec's own and NETDSL_PATH's, that `import:` may read libraries from.
     """
-    loaded = check_tree(tree, file, input_shape=input_shape, variables=variables, library_path=library_path)
+    graph = load_composed(tree, file, input_shape=input_shape, variables=variables, library_path=library_path).graph
+    assert graph is not None
+    return graph
+
+
+def load_composed(
+    tree: Any,
+    file: str,
+    *,
+    input_shape: str | Shape | None = None,
+    variables: Mapping[str, Any] | None = None,
+    library_path: Sequence[str | os.PathLike[str]] = (),
+    over: Mapping[str, Any] | None = None,
+) -> Loaded:
+    """As load_tree, keeping what the front end made: the composed tree (every `extends` merged), its sources and the Graph.
+
+    `over`: train[.SECTION].extends settings from the command line, merged over the spec's sections (netdsl.lang.extends)."""
+    loaded = check_tree(tree, file, input_shape=input_shape, variables=variables, library_path=library_path, over=over)
     if loaded.problems or loaded.graph is None:
         raise SpecError(loaded.problems)
-    return loaded.graph
+    return loaded
 
 
 @dataclass
 class Loaded:
     """What each stage of the front end made of a spec tree, as far as it got: the editor's view (netdsl.lsp).
 
-    `graph` is the checked network when `problems` is empty; with `partial=True` it may also be the part built before
-    the first error (its nodes are right; its output is the last node built)."""
+    `tree` is the composed tree (netdsl.lang.extends: bases, recipes and data files merged in; the tree as given when
+    composing failed) and `sources` the (path, sha256) of each file merged into it. `graph` is the checked network when
+    `problems` is empty; with `partial=True` it may also be the part built before the first error (its nodes are right;
+    its output is the last node built)."""
 
     tree: Any
+    sources: list[tuple[str, str]] = field(default_factory=list)
     libraries: list[Library] = field(default_factory=list)
     blocks: dict[str, BlockDef] = field(default_factory=dict)
     graph: Graph | None = None
@@ -94,9 +115,17 @@ def check_tree(
     variables: Mapping[str, Any] | None = None,
     library_path: Sequence[str | os.PathLike[str]] = (),
     partial: bool = False,
+    over: Mapping[str, Any] | None = None,
 ) -> Loaded:
-    """Run the front end's stages on a raw spec tree, stopping at the first stage with problems; never raises SpecError."""
-    loaded = Loaded(tree)
+    """Run the front end's stages on a raw spec tree, stopping at the first stage with problems; never raises SpecError.
+
+    The first stage composes the tree (netdsl.lang.extends: `extends` of the spec and of its train sections, and the
+    command line's `over` files); every later stage reads the composed tree."""
+    composed = compose(tree, file, over)
+    tree = composed.tree
+    loaded = Loaded(tree, composed.sources, problems=composed.problems)
+    if composed.problems:
+        return loaded
     libraries, problems = load_libraries(tree, file, library_path) if isinstance(tree, YMap) else ([], [])
     loaded.libraries, loaded.problems = libraries, problems
     if problems:  # a library that cannot be read would make every use of its blocks an "unknown layer type" too

@@ -49,6 +49,9 @@ def load_libraries(tree: YMap, file: str, library_path: Sequence[str | os.PathLi
     spec_folder = Path(os.path.realpath(file)).parent
     search = search_path(library_path)
     allowed = [spec_folder, Path(os.path.abspath(file)).parent, Path(os.path.realpath(_builtin_folder())), *search]
+    imports = tree.get("import")
+    written_in = _writers(imports, file) if isinstance(imports, YList) else {}
+    allowed += [folder for folder in written_in.values() if folder not in allowed]  # a base spec's folder (extends:) for its imports
 
     def locate(name: str, base: Path, loc: Loc) -> Path | None:
         """The file an import names, if it may be read; else None and a diagnostic."""
@@ -77,7 +80,7 @@ def load_libraries(tree: YMap, file: str, library_path: Sequence[str | os.PathLi
             if name in builtin:
                 path: Path | None = builtin[name]
             elif name.endswith(LIBRARY_SUFFIXES):
-                path = locate(name, base, loc)
+                path = locate(name, written_in.get(loc.file, base) if depth == 0 else base, loc)
             else:
                 hint = did_you_mean(name, builtin)
                 diags.append(Diagnostic(loc, f"unknown block library '{printable(name)}'{hint} (built-in: {', '.join(builtin)}; or a .yaml or .net path)"))
@@ -102,10 +105,14 @@ def load_libraries(tree: YMap, file: str, library_path: Sequence[str | os.PathLi
                 continue
             out.append((str(path), lib["blocks"]))
 
-    imports = tree.get("import")
     if isinstance(imports, YList):
         visit(imports, spec_folder, 0)
     return out, diags
+
+
+def _writers(imports: YList, file: str) -> dict[str, Path]:
+    """The folder of each file other than the spec that wrote a top-level import (a base spec merged in by extends:)."""
+    return {loc.file: Path(os.path.realpath(loc.file)).parent for loc in imports.item_locs if loc.line > 0 and loc.file != file}
 
 
 _KINDS = {YList: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}

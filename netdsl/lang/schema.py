@@ -44,6 +44,41 @@ IMPORTS = {
     "type": "array",
     "items": {"type": "string", "minLength": 1},
 }
+EXTENDS = {"type": "string", "minLength": 1}
+EDIT_NAMES = {"type": "array", "items": NAME, "minItems": 1}
+EDIT_INSERT = {
+    "type": "object",
+    "properties": {
+        "before": NAME | {"description": "the name of the base's layer to insert before"},
+        "after": NAME | {"description": "the name of the base's layer to insert after"},
+        "layers": {"$ref": "#/$defs/layers"},
+    },
+    "required": ["layers"],
+    "oneOf": [{"required": ["before"]}, {"required": ["after"]}],
+    "additionalProperties": False,
+}
+# the spec's layer list, or (with extends) named edits of its base's top-level layers, applied in the order written; one
+# schema with both types rather than an anyOf, so that a wrong layer keeps its own error at its own place
+LAYERS_OR_EDITS = {
+    "description": "the layer list; with extends, a mapping of named edits of the base's layers instead: replace, insert, remove",
+    "type": ["array", "object"],
+    "title": "a list of layers (or, with extends, a mapping of edits)",
+    "items": {"$ref": "#/$defs/layer"},
+    "minItems": 1,
+    "properties": {
+        "replace": {
+            "type": "object",
+            "description": "{NAME: new item}: the new item keeps the name (module paths and weights stay put) unless it names itself",
+            "additionalProperties": {"$ref": "#/$defs/layer"},
+        },
+        "insert": {
+            "description": "{before: NAME or after: NAME, layers: [...]}, or a list of them",
+            "anyOf": [EDIT_INSERT, {"type": "array", "items": EDIT_INSERT}],
+        },
+        "remove": {"description": "the names of the base's layers to remove", "anyOf": [NAME, EDIT_NAMES]},
+    },
+    "additionalProperties": False,
+}
 BLOCKS = {"type": "object", "additionalProperties": {"$ref": "#/$defs/block"}, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}}
 
 
@@ -107,7 +142,7 @@ def build_schema() -> dict[str, Any]:
     defs["init"] = INIT
     from netdsl.lang.train_schema import TRAIN_SCHEMA  # the trainer's settings, needed only to write the schema
 
-    defs["train"] = TRAIN_SCHEMA
+    defs["train"] = extendable(TRAIN_SCHEMA, "train")
     defs["layer"] = {
         "description": "a layer: its type alone ('relu'), or a one-key mapping {type: options}; other keys name user blocks",
         "anyOf": [
@@ -190,7 +225,7 @@ def build_schema() -> dict[str, Any]:
             "params": params | {"description": "spec-wide parameters for expressions (width, depth, ...): defaults, or {default, choices, doc}"},
             "import": IMPORTS,
             "blocks": BLOCKS,
-            "layers": list_ref,
+            "layers": LAYERS_OR_EDITS,
             "outputs": {
                 "description": "the network's outputs by layer name, the main one first (e.g. [logits, aux1, aux2]); default: the last layer",
                 "anyOf": [_REF, {"type": "array", "items": _REF, "minItems": 1}],
@@ -218,16 +253,40 @@ def build_schema() -> dict[str, Any]:
                 },
                 "additionalProperties": False,
             },
+            "extends": EXTENDS | {"description": "a zoo spec (resnet18) or a .yaml or .net path relative to this file: this spec starts as that one"},
         },
-        "required": ["netdsl", "name", "input", "layers"],
+        "required": ["netdsl"],  # what marks a YAML file as a spec, for editors (editors/): a spec that extends one says it too
+        **unless_extends(["name", "input", "layers"]),
         "additionalProperties": False,
         "$defs": defs,
     }
 
 
+def unless_extends(required: list[str]) -> dict[str, Any]:
+    """Keys required of a mapping that extends nothing: one with `extends` gets them from its base (checked once composed)."""
+    return {"if": {"required": ["extends"]}, "then": True, "else": {"required": required}}
+
+
+def extendable(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    """A copy of a train section's schema in which it and each sub-section may hold `extends` (a file of that section)."""
+    out = dict(schema)
+    if "anyOf" in out:
+        out["anyOf"] = [extendable(b, name) if isinstance(b, dict) else b for b in out["anyOf"]]
+    if out.get("type") != "object" or "properties" not in out:
+        return out
+    shipped = sorted(p.stem for p in Path(str(resources.files("netdsl").joinpath("recipes"))).glob("*.yaml"))  # netdsl.lang.extends.recipes()
+    what = f"a recipe ({', '.join(shipped)}) or a .yaml path" if name == "train" else "a .yaml path"
+    extends = EXTENDS | {"description": f"{what} relative to this file: its {name} settings, which this section's own override"}
+    out["properties"] = {"extends": extends, **{k: extendable(v, f"{name}.{k}") for k, v in out["properties"].items()}}
+    if "required" in out:
+        out.update(unless_extends(out.pop("required")))
+    return out
+
+
 def library_schema_of(spec_schema: dict[str, Any]) -> dict[str, Any]:
     """The schema of a block library file: the spec schema's definitions with the library as its root."""
-    return {**spec_schema, **spec_schema["$defs"]["library"], "$id": LIBRARY_SCHEMA_ID, "title": "netdsl block library"}
+    root = {k: v for k, v in spec_schema.items() if k not in ("if", "then", "else")}  # a spec's rule for extends
+    return {**root, **spec_schema["$defs"]["library"], "$id": LIBRARY_SCHEMA_ID, "title": "netdsl block library"}
 
 
 def write_schemas(folder: str | Path) -> None:

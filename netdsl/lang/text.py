@@ -307,6 +307,11 @@ class ToTree(Transformer[Token, Any]):
         loc = Loc(self.file, meta.line, meta.column)
         return ("setting", loc, "import", _ylist(present, present[0][1] if present else loc), present[0][1] if present else loc)
 
+    def extends_stmt(self, meta: Any, children: list[Token]) -> tuple[Any, ...]:
+        (tok,) = children
+        value = self.string(tok) if tok.type == "STRING" else str(tok)
+        return ("setting", Loc(self.file, meta.line, meta.column), "extends", value, self.at(tok))
+
     def import_item(self, meta: Any, children: list[Token]) -> Located:
         (tok,) = children
         return (self.string(tok) if tok.type == "STRING" else str(tok)), self.at(tok)

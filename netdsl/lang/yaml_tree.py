@@ -35,6 +35,20 @@ class YList(list[Any]):
     item_locs: list[Loc]
 
 
+def new_map(loc: Loc) -> YMap:
+    """An empty YMap written at `loc`."""
+    out = YMap()
+    out.loc, out.key_locs, out.value_locs = loc, {}, {}
+    return out
+
+
+def copy_map(node: YMap) -> YMap:
+    """A shallow copy that keeps every position."""
+    out = YMap(node)
+    out.loc, out.key_locs, out.value_locs = node.loc, dict(node.key_locs), dict(node.value_locs)
+    return out
+
+
 def plain(value: Any) -> Any:
     """The same data as plain dicts and lists, without positions."""
     if isinstance(value, dict):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import yaml
 
 from netdsl.atomic import WriteFailed
 from netdsl.errors import Diagnostic, Loc, SpecError
-from netdsl.graph.load import load_tree
+from netdsl.graph.load import load_composed
 from netdsl.ir import Graph
+from netdsl.lang.extends import split_extends
 from netdsl.lang.files import read_spec
 from netdsl.lang.formats import parse_tree
 from netdsl.lang.overrides import covering, setting_loc
@@ -35,28 +37,49 @@ class Prepared:
     base: Path
     where: Loc  # the spec's train: key (or its first line): where a missing training setting is reported
     task_note: str = ""  # how the task was chosen (`netdsl train` prints it)
+    sources: list[dict[str, str]] = field(default_factory=list)  # the spec and each file merged into it: {path, sha256}
 
 
 def prepare(
     spec: str | os.PathLike[str], settings: Mapping[str, Any] | None = None, variables: Mapping[str, Any] | None = None, input_shape: str | None = None
 ) -> Prepared:
+    """A spec file loaded for training: every `extends` merged (train.extends and train.data.extends settings, from
+    --recipe and --data, written into its train section first), --set train.* applied, every default resolved."""
     text, name = read_spec(spec)
-    tree = parse_tree(text, name)
-    graph = load_tree(tree, name, input_shape=input_shape, variables=variables)
-    train = apply_settings(plain(tree.get("train", {})), settings or {})
+    extends, settings = split_extends(settings or {})
+    loaded = load_composed(parse_tree(text, name), name, input_shape=input_shape, variables=variables, over=extends)
+    tree, graph = loaded.tree, loaded.graph
+    assert graph is not None
+    train = apply_settings(plain(tree.get("train", {})), settings)
     cfg = resolve(train)
     base = Path(name).resolve().parent
-    resolved = plain(dict(tree))
+    resolved = plain(dict(tree))  # composed: no extends, everything merged, so the run reproduces without those files
     resolved["input"] = "x".join(map(str, graph.input_shape))
     if "params" in resolved:
         resolved["params"] = {k: plain(graph.variables.get(k, v)) for k, v in resolved["params"].items()}  # list values too (SegNet's widths)
-    resolved["import"] = [str((base / i).resolve()) if str(i).endswith((".yaml", ".yml", ".net")) else i for i in resolved.get("import", [])] or None
+    resolved["import"] = _imports(tree.get("import")) or None
     resolved = {k: v for k, v in resolved.items() if v is not None}
     resolved["train"] = cfg
     where = loc_of(tree, ("train",), key=True) if isinstance(tree, dict) and "train" in tree else None
-    note = settle(cfg, graph, _given(tree, train, settings or {}))
+    note = settle(cfg, graph, _given(tree, train, settings))
     resolved["train"] = cfg
-    return Prepared(graph, cfg, resolved, text, base, where or Loc(name, 1, 1), note)
+    sources = [{"path": name, "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}]
+    sources += [{"path": path, "sha256": digest} for path, digest in loaded.sources]
+    return Prepared(graph, cfg, resolved, text, base, where or Loc(name, 1, 1), note, sources)
+
+
+def _imports(imports: Any) -> list[Any]:
+    """The spec's imports with each library path made absolute from the folder of the file that wrote it."""
+    if not isinstance(imports, list):
+        return []
+    locs = getattr(imports, "item_locs", [None] * len(imports))
+    out = []
+    for name, loc in zip(imports, locs):
+        if isinstance(name, str) and name.endswith((".yaml", ".yml", ".net")):
+            folder = Path(loc.file).parent if loc is not None and loc.line > 0 else Path()
+            name = str((folder / name).resolve())
+        out.append(name)
+    return out
 
 
 SETTLED = ("task", "loss.name", "loss.output_weights", "metrics", "checkpoint.monitor", "early_stopping.monitor")
@@ -252,7 +275,8 @@ def _run(prep: Prepared, trainer: Any, data: Any, engine: Any, out: Path, resume
                     write_metrics(run, trainer.history)  # a kill before the epoch's metrics were written
         device = engine.device.type
         if main:
-            write_json(run / "env.json", environment(device) | {"processes": engine.world, "data_workers": trainer.reading.workers})
+            extra = {"processes": engine.world, "data_workers": trainer.reading.workers, "spec_sources": prep.sources}
+            write_json(run / "env.json", environment(device) | extra)
             write_status(run, "running", epoch=trainer.epoch)
             if trainer.transfer is not None:
                 say(trainer.transfer.line())
