@@ -201,6 +201,16 @@ def test_a_run_records_its_sources_and_its_resolved_spec_stands_alone(cli, here)
         {"path": str(recipe), "sha256": hashlib.sha256(recipe.read_bytes()).hexdigest()},
         {"path": "data.yaml", "sha256": digest["data.yaml"]},
     ]
+    (here / "elsewhere").mkdir()
+    (here / "elsewhere" / "resolved.yaml").write_text((run / "resolved.yaml").read_text())  # away from the files it came from
+    code, out, err = cli("train", "elsewhere/resolved.yaml", "--epochs", "1", "--out", "runs2", "--workers", "0")
+    assert code == 0 and "epoch 1/1" in out, err
+    code, out, err = cli("eval", str(run), "--data", "data.yaml", "--json")  # eval takes --data too
+    assert code == 0 and json.loads(out)["test_samples"] > 0, err
+    (here / "bad.yaml").write_text("source: synthetic\npth: x\n")
+    code, _, err = cli("eval", str(run), "--data", "bad.yaml")
+    allowed = ", ".join(["extends", *TRAIN_SCHEMA["properties"]["data"]["properties"]])
+    assert (code, err) == (2, f"bad.yaml:2:1: 'pth' is not allowed in 'data'; did you mean 'path'? (allowed: {allowed})\n")
 
 
 # ---- bad input ---------------------------------------------------------------------------------------------------------
