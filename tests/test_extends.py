@@ -13,9 +13,9 @@ import yaml
 import netdsl
 from netdsl.errors import SpecError
 from netdsl.graph.load import load, load_text
-from netdsl.lang.extends import MAX_DEPTH, recipes
+from netdsl.lang.extends import MAX_DEPTH
 from netdsl.lang.schema import shipped_schema
-from netdsl.lang.train_schema import TRAIN_SCHEMA
+from netdsl.lang.train_schema import TRAIN_SCHEMA, recipes
 from netdsl.lang.yaml_tree import load_yaml, plain
 from netdsl.lsp.document import analyze
 from netdsl.train.api import prepare

@@ -16,7 +16,6 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,7 +24,7 @@ from netdsl.lang.files import FileProblem, printable, read_text
 from netdsl.lang.formats import parse_tree
 from netdsl.lang.layer_edits import edit_layers
 from netdsl.lang.overrides import setting_loc
-from netdsl.lang.train_schema import TRAIN_SCHEMA
+from netdsl.lang.train_schema import TRAIN_SCHEMA, recipes
 from netdsl.lang.yaml_tree import YList, YMap, copy_map, new_map
 
 MAX_DEPTH = 16  # files extending one another in one chain
@@ -45,12 +44,6 @@ def zoo_specs() -> dict[str, Path]:
     """The zoo's YAML specs by name (resnet18: specs/resnet18.yaml)."""
     folder = zoo_folder()
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
-
-
-def recipes() -> dict[str, Path]:
-    """The training recipes shipped in netdsl/recipes, by name."""
-    folder = Path(str(resources.files("netdsl").joinpath("recipes")))
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
 
 
 @dataclass

@@ -274,8 +274,12 @@ def extendable(schema: dict[str, Any], name: str) -> dict[str, Any]:
         out["anyOf"] = [extendable(b, name) if isinstance(b, dict) else b for b in out["anyOf"]]
     if out.get("type") != "object" or "properties" not in out:
         return out
-    shipped = sorted(p.stem for p in Path(str(resources.files("netdsl").joinpath("recipes"))).glob("*.yaml"))  # netdsl.lang.extends.recipes()
-    what = f"a recipe ({', '.join(shipped)}) or a .yaml path" if name == "train" else "a .yaml path"
+    if name == "train":
+        from netdsl.lang.train_schema import recipes
+
+        what = f"a recipe ({', '.join(recipes())}) or a .yaml path"
+    else:
+        what = "a .yaml path"
     extends = EXTENDS | {"description": f"{what} relative to this file: its {name} settings, which this section's own override"}
     out["properties"] = {"extends": extends, **{k: extendable(v, f"{name}.{k}") for k, v in out["properties"].items()}}
     if "required" in out:

@@ -1,8 +1,11 @@
 """The `train:` section's JSON Schema, with the defaults that resolve() fills in (netdsl/lang/train_section.py):
-the one source of truth for the training settings. Pure data: the spec schema (schema.py) includes it."""
+the one source of truth for the training settings. Pure data: the spec schema (schema.py) includes it. And the
+recipes shipped in netdsl/recipes: train sections that `train: {extends: NAME}` names."""
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from netdsl.tasks import LOSS_NAMES, task_schema
@@ -220,3 +223,9 @@ TRAIN_SCHEMA = obj(
     },
     description="training settings (netdsl train)",
 )
+
+
+def recipes() -> dict[str, Path]:
+    """The training recipes shipped in netdsl/recipes, by name."""
+    folder = Path(str(resources.files("netdsl").joinpath("recipes")))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
